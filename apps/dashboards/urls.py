@@ -1,0 +1,9 @@
+from django.urls import path
+
+from apps.dashboards import views
+
+app_name = "dashboards"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+]

@@ -1,0 +1,14 @@
+"""Settings for the test suite: the real Postgres and Redis, plus a few speed-ups."""
+
+import os
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789-abcdefghijklmnop")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/datamind")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from datamind.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.accounts import urls as accounts_urls
+from datamind import health
+
+api_v1 = [
+    path("", include((accounts_urls.api_urlpatterns, "accounts"), namespace="accounts-api")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="chat:index"), name="home"),
+    path("", include("apps.accounts.urls")),
+    path("chat/", include("apps.chat.urls")),
+    path("connections/", include("apps.connections.urls")),
+    path("dashboards/", include("apps.dashboards.urls")),
+    path("alerts/", include("apps.alerts.urls")),
+    path("usage/", include("apps.billing.urls")),
+    path("health/", health.health_view, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
