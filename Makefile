@@ -23,7 +23,7 @@ $(VENV)/.dev-installed: requirements/base.txt requirements/dev.txt | $(BIN)/pyth
 run: $(VENV)/.base-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_setup
-	$(BIN)/honcho -f deploy/Procfile.embedded start --port $(PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f deploy/Procfile.embedded start --port $(PORT)
 
 # Postgres and Redis: use DATABASE_URL/REDIS_URL if given, else start the local ones if installed
 # but stopped (CI and developer machines have them as Debian packages).

@@ -31,3 +31,34 @@ def _clear_cache():
 
     cache.clear()
     yield
+
+
+# Browser tests: Playwright drives Debian's chromium (Playwright's own browser download is not used).
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    import shutil
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (`make test` installs it when run as root).")
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium,
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    }
+
+
+@pytest.fixture
+def browser_allows_orm(monkeypatch):
+    """Playwright's sync API keeps an event loop in the test thread; the test's own ORM calls are
+    still synchronous, so Django's async-safety check must be told so for browser tests only."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

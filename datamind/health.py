@@ -1,14 +1,28 @@
-"""`/health/`: is this process able to serve? Checks the database, the cache and the broker."""
+"""`/health/`: can this process serve? Checks the database, the cache and the Celery broker.
+
+200 when every component answers, 503 otherwise, so a load balancer or `docker compose` takes an
+unhealthy replica out of rotation. The body names the failing component but not the error text
+(the endpoint is public); the error itself goes to the log.
+"""
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+import structlog
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from datamind.celery import app as celery_app
+
+logger = structlog.get_logger(__name__)
+
+# A probe must answer well within the load balancer's own timeout.
+_BROKER_TIMEOUT_SECONDS = 2
 
 
 def _check_database() -> None:
@@ -24,21 +38,30 @@ def _check_cache() -> None:
 
 
 def _check_broker() -> None:
-    with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    # The URL is read from settings at each check: the Celery app caches its configuration the
+    # first time it is read, which would hide a changed setting.
+    with celery_app.connection_for_write(
+        url=settings.CELERY_BROKER_URL, connect_timeout=_BROKER_TIMEOUT_SECONDS
+    ) as conn:
+        conn.ensure_connection(max_retries=0, timeout=_BROKER_TIMEOUT_SECONDS)
 
 
-CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": _check_database,
+    "cache": _check_cache,
+    "broker": _check_broker,
+}
 
 
-def health_status() -> tuple[bool, dict]:
-    components = {}
+def health_status() -> tuple[bool, dict[str, dict[str, Any]]]:
+    components: dict[str, dict[str, Any]] = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
         try:
             check()
-        except Exception as exc:  # any failure makes the component unhealthy; say which and why
-            components[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        except Exception as exc:  # any failure makes the component unhealthy; the log says why
+            logger.warning("health.check_failed", component=name, error=f"{type(exc).__name__}: {exc}")
+            components[name] = {"status": "error", "error": type(exc).__name__}
         else:
             components[name] = {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 1)}
     healthy = all(c["status"] == "ok" for c in components.values())
@@ -46,7 +69,7 @@ def health_status() -> tuple[bool, dict]:
 
 
 @never_cache
-@require_GET
+@require_safe
 def health_view(request: HttpRequest) -> JsonResponse:
     healthy, components = health_status()
     return JsonResponse(

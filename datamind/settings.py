@@ -43,6 +43,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Keys for secrets stored in the database (first encrypts, all decrypt); see datamind/lib/crypto.py.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
@@ -142,12 +144,12 @@ AUTH_PASSWORD_VALIDATORS = [
 # File engines (SQLite, DuckDB) may only open files inside this folder; the demo warehouse lives here.
 CONNECTIONS_FILE_ROOT = Path(env.str("CONNECTIONS_FILE_ROOT", default=str(VAR_DIR / "warehouses")))
 CONNECTIONS_FILE_ROOT.mkdir(parents=True, exist_ok=True)
+# Optional lists of host names or CIDR ranges that connections may (not) reach.
+CONNECTIONS_HOST_ALLOWLIST = env.list("CONNECTIONS_HOST_ALLOWLIST", default=[])
+CONNECTIONS_HOST_DENYLIST = env.list("CONNECTIONS_HOST_DENYLIST", default=[])
+EXPORTS_DIR = VAR_DIR / "exports"
 
-INVITATION_MAX_AGE_DAYS = env.int("# File engines (SQLite, DuckDB) may only open files inside this folder; the demo warehouse lives here.
-CONNECTIONS_FILE_ROOT = Path(env.str("CONNECTIONS_FILE_ROOT", default=str(VAR_DIR / "warehouses")))
-CONNECTIONS_FILE_ROOT.mkdir(parents=True, exist_ok=True)
-
-INVITATION_MAX_AGE_DAYS", default=7)
+INVITATION_MAX_AGE_DAYS = env.int("INVITATION_MAX_AGE_DAYS", default=7)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -166,6 +168,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Security. Production defaults are strict; the embedded default runs on plain HTTP.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Health probes come from inside the network over plain HTTP; a redirect would read as unhealthy.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CSRF_COOKIE_HTTPONLY = True
@@ -179,7 +183,7 @@ X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "datamind.lib.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -4,6 +4,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -12,6 +13,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
 from apps.accounts.models import AuditLog, Invitation, Organization, Role, User
@@ -142,9 +145,7 @@ def _send_invitation_email(*, invitation: Invitation, accept_url: str) -> None:
 
 
 @transaction.atomic
-def user_invite(
-    *, org: Organization, invited_by: User, email: str, role: str, base_url: str
-) -> Invitation:
+def user_invite(*, org: Organization, invited_by: User, email: str, role: str, base_url: str) -> Invitation:
     """Invite someone by email. `base_url` is the site's scheme and host, e.g. https://bi.acme.com."""
     email = email.strip().lower()
     if role not in Role.values:
@@ -308,12 +309,45 @@ def user_set_password(*, user: User, password: str, request: HttpRequest | None 
     return user
 
 
+def password_reset_send(*, email: str, request: HttpRequest) -> None:
+    """Email a password-reset link to the active account with this address, if there is one.
+
+    The caller says the same thing whether or not an account exists, so the form cannot be used to
+    find out who has one.
+    """
+    user = User.objects.filter(email__iexact=email.strip(), is_active=True).select_related("org").first()
+    if user is None or not user.has_usable_password():
+        return
+    path = reverse(
+        "accounts:password-reset-confirm",
+        args=[urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)],
+    )
+    context = {
+        "user": user,
+        "reset_url": request.build_absolute_uri(path),
+        "valid_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
+    }
+    send_mail(
+        subject="Reset your DataMind password",
+        message=render_to_string("accounts/email/password_reset.txt", context),
+        html_message=render_to_string("accounts/email/password_reset.html", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+    audit_log_record(action="user.password_reset_request", org=user.org, target=user, request=request)
+
+
 # Authentication events ----------------------------------------------------------------------
 
 
 def login_record(*, user: User, request: HttpRequest, method: str = "password") -> None:
     audit_log_record(
-        action="user.login", org=user.org, actor=user, target=user, metadata={"method": method}, request=request
+        action="user.login",
+        org=user.org,
+        actor=user,
+        target=user,
+        metadata={"method": method},
+        request=request,
     )
 
 
@@ -331,7 +365,12 @@ def login_failure_record(*, email: str, request: HttpRequest, reason: str = "bad
 
 def logout_record(*, user: User, request: HttpRequest, method: str = "session") -> None:
     audit_log_record(
-        action="user.logout", org=user.org, actor=user, target=user, metadata={"method": method}, request=request
+        action="user.logout",
+        org=user.org,
+        actor=user,
+        target=user,
+        metadata={"method": method},
+        request=request,
     )
 
 

@@ -13,7 +13,11 @@ urlpatterns = [
     path("accounts/password/change/", views.password_change, name="password-change"),
     path("accounts/password/reset/", views.password_reset, name="password-reset"),
     path("accounts/password/reset/sent/", views.password_reset_sent, name="password-reset-sent"),
-    path("accounts/password/reset/<uidb64>/<token>/", views.password_reset_confirm, name="password-reset-confirm"),
+    path(
+        "accounts/password/reset/<uidb64>/<token>/",
+        views.password_reset_confirm,
+        name="password-reset-confirm",
+    ),
     path("accounts/password/reset/done/", views.password_reset_complete, name="password-reset-complete"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
     path("settings/", views.org_settings, name="org-settings"),

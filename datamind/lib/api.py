@@ -1,14 +1,33 @@
-"""DRF plumbing shared by every app: one error body, one pagination."""
+"""DRF plumbing shared by every app: one error body, one pagination.
 
+Every API error, whoever raises it (DRF, simplejwt, Django, django-ratelimit or our services),
+leaves as {"code": ..., "detail": ..., "fields": {...}}: `code` is machine-readable, `detail` is a
+sentence for a person, `fields` (validation errors only) maps a field to its problems.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
-from rest_framework import exceptions, status
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django_ratelimit.exceptions import Ratelimited
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from datamind.lib.exceptions import DataMindError
+
+RATE_LIMITED_DETAIL = "Too many attempts. Wait a minute and try again."
 
 
 class Pagination(PageNumberPagination):
@@ -16,43 +35,146 @@ class Pagination(PageNumberPagination):
     max_page_size = 200
 
 
-def _django_validation_detail(error: DjangoValidationError) -> tuple[str, dict]:
-    if hasattr(error, "error_dict"):
-        fields = {name: [str(m) for e in errors for m in e.messages] for name, errors in error.error_dict.items()}
-        first = next(iter(fields.values()))[0] if fields else "Invalid input."
-        return first, fields
-    return " ".join(error.messages), {}
+def paginated_response(
+    *, queryset: QuerySet, serializer_class: type[serializers.Serializer], request: Request, view: APIView
+) -> Response:
+    """One page of `queryset` in the standard envelope (count, next, previous, results)."""
+    paginator = getattr(view, "pagination_class", None) or Pagination
+    pager = paginator()
+    page = pager.paginate_queryset(queryset, request, view=view)
+    return pager.get_paginated_response(serializer_class(page, many=True).data)
 
 
-def exception_handler(exc, context):
-    """Every API error has the same body: {"code": ..., "detail": ..., "fields": {...}}.
+class JWTScheme(SimpleJWTScheme):
+    """The schema describes our JWT authentication as the simplejwt one it extends."""
 
-    `code` is machine-readable, `detail` is a sentence for a person, `fields` maps a field name to
-    its problems when the input was at fault.
-    """
-    if isinstance(exc, DataMindError):
-        body = {"code": exc.code, "detail": exc.detail, "retryable": exc.retryable}
-        return Response(body, status=exc.status)
+    target_class = "datamind.lib.authentication.JWTAuthentication"
+
+
+# Errors ---------------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every API error (for the schema; the handler builds it)."""
+
+    code = serializers.CharField(help_text="Machine-readable, e.g. invalid, not_authenticated, rate_limited.")
+    detail = serializers.CharField(help_text="A sentence for a person.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors only: each field's problems.",
+    )
+    retryable = serializers.BooleanField(
+        required=False, help_text="Project errors only: whether trying again later could succeed."
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The input is invalid; `fields` says where.",
+    401: "No valid credentials (missing, expired or revoked token).",
+    403: "Authenticated, but not allowed to do this.",
+    404: "Not found in your organisation.",
+    405: "The method is not allowed here.",
+    429: "Too many attempts; wait and try again.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """Schema entries for the error statuses an endpoint can answer, all with the error body."""
+    return {s: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[s]) for s in statuses}
+
+
+def _as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, DjangoValidationError):
-        detail, fields = _django_validation_detail(exc)
-        return Response(
-            {"code": "invalid", "detail": detail, "fields": fields}, status=status.HTTP_400_BAD_REQUEST
-        )
+        if hasattr(exc, "error_dict"):
+            key = api_settings.NON_FIELD_ERRORS_KEY
+            return exceptions.ValidationError(
+                {
+                    key if name == NON_FIELD_ERRORS else name: [m for e in errors for m in e.messages]
+                    for name, errors in exc.error_dict.items()
+                }
+            )
+        return exceptions.ValidationError(exc.messages)
+    if isinstance(exc, Ratelimited):
+        return exceptions.Throttled(detail=RATE_LIMITED_DETAIL)
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied(str(exc) or None)
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
+    return exc
 
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
-    if isinstance(exc, exceptions.ValidationError):
-        data = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        fields = {name: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for name, msgs in data.items()}
-        first = next(iter(fields.values()))[0] if fields else "Invalid input."
-        response.data = {"code": "invalid", "detail": first, "fields": fields}
+
+def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Nested serializer errors as {"org.name": [...], "items.0.email": [...]}."""
+    if isinstance(errors, Mapping):
+        items = errors.items()
+    elif isinstance(errors, list) and any(isinstance(e, Mapping | list) for e in errors):
+        items = ((str(i), e) for i, e in enumerate(errors))
     else:
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        response.data = {"code": str(code), "detail": str(detail)}
+        messages = errors if isinstance(errors, list) else [errors]
+        return {prefix or api_settings.NON_FIELD_ERRORS_KEY: [str(m) for m in messages]}
+    flat: dict[str, list[str]] = {}
+    for name, nested in items:
+        flat.update(_flatten(nested, f"{prefix}.{name}" if prefix else str(name)))
+    return flat
+
+
+def _error_body(exc: exceptions.APIException) -> dict[str, Any]:
+    if isinstance(exc, exceptions.ValidationError):
+        fields = {name: msgs for name, msgs in _flatten(exc.detail).items() if msgs}
+        first = next(iter(fields.values()))[0] if fields else "Invalid input."
+        return {"code": "invalid", "detail": first, "fields": fields}
+    if isinstance(exc, exceptions.Throttled):
+        # DRF throttles and django-ratelimit both end here: clients see one code for "slow down".
+        return {"code": "rate_limited", "detail": str(exc.detail)}
+    detail: Any = exc.detail
+    code = getattr(detail, "code", None)
+    if isinstance(detail, Mapping):
+        # simplejwt puts {"detail", "code", "messages"} in the exception's detail.
+        code = detail.get("code", code)
+        detail = detail.get("detail", "")
+    elif isinstance(detail, list):
+        detail = " ".join(str(d) for d in detail)
+    return {"code": str(code or exc.default_code), "detail": str(detail)}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error in the same body; anything else is a real 500."""
+    if isinstance(exc, DataMindError):
+        set_rollback()
+        return Response(
+            {"code": exc.code, "detail": exc.detail, "retryable": exc.retryable}, status=exc.status
+        )
+    exc = _as_api_exception(exc)
+    # DRF's own handler adds the WWW-Authenticate and Retry-After headers and rolls back.
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return None
+    response.data = _error_body(exc)
     return response
+
+
+def _is_api_request(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 for URLs no view matched: the API error body under /api/, the page elsewhere."""
+    if _is_api_request(request):
+        return JsonResponse(
+            {"code": "not_found", "detail": str(exceptions.NotFound.default_detail)}, status=404
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    """Django's 500 (after logging and Sentry saw the exception), in the API's shape under /api/."""
+    if _is_api_request(request):
+        return JsonResponse(
+            {"code": "server_error", "detail": "Something went wrong on our side. Try again later."},
+            status=500,
+        )
+    return defaults.server_error(request)

@@ -14,7 +14,9 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from apps.accounts.models import Role
 
 ROLE_DENIED_MESSAGE = {
-    Role.ANALYST: "Only analysts and admins can do this. Ask an admin of your organisation to change your role.",
+    Role.ANALYST: (
+        "Only analysts and admins can do this. Ask an admin of your organisation to change your role."
+    ),
     Role.ADMIN: "Only admins of your organisation can do this.",
     Role.VIEWER: "Your account is not active.",
 }

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from apps.accounts.models import Organization, User
 
-PASSWORD = "correct-horse-battery-staple"
+PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - the test personas' password
 
 
 @dataclass
