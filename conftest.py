@@ -58,7 +58,28 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture
-def browser_allows_orm(monkeypatch):
-    """Playwright's sync API keeps an event loop in the test thread; the test's own ORM calls are
-    still synchronous, so Django's async-safety check must be told so for browser tests only."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def fake_llm(monkeypatch, settings):
+    """A fake Anthropic + OpenAI-compatible server for this test (datamind/lib/fake_llm.py).
+
+    Both SDKs are pointed at it through their own variables, and the settings that choose the
+    environment's default provider say "Anthropic with a key", so code that asks for an
+    organisation's provider talks to the fake unless the test configures otherwise.
+    """
+    from datamind.lib.fake_llm import DEFAULT_API_KEY, FakeLLMServer
+
+    server = FakeLLMServer().start()
+    environment = {
+        "ANTHROPIC_BASE_URL": server.url,
+        "ANTHROPIC_API_KEY": DEFAULT_API_KEY,
+        "OPENAI_BASE_URL": server.openai_base_url,
+        "OPENAI_API_KEY": DEFAULT_API_KEY,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+        setattr(settings, name, value)
+    settings.LLM_PROVIDER = ""
+    # The credentials an SDK may find besides the key must not win over it.
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("ANTHROPIC_PROFILE", raising=False)
+    yield server
+    server.close()
