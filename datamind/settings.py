@@ -151,6 +151,22 @@ EXPORTS_DIR = VAR_DIR / "exports"
 
 INVITATION_MAX_AGE_DAYS = env.int("INVITATION_MAX_AGE_DAYS", default=7)
 
+# Language models (apps/chat/services/providers.py). An organisation's own choice wins; without one,
+# LLM_PROVIDER if set, else Anthropic with an ANTHROPIC_API_KEY, else an OpenAI-compatible server
+# with an OPENAI_BASE_URL, else the built-in offline engine, which needs no key.
+LLM_PROVIDERS = ("builtin", "anthropic", "openai")
+LLM_PROVIDER = env.str("LLM_PROVIDER", default="")
+if LLM_PROVIDER and LLM_PROVIDER not in LLM_PROVIDERS:
+    raise ImproperlyConfigured(f"LLM_PROVIDER must be one of {', '.join(LLM_PROVIDERS)} (or empty).")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-5-5")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-5.4-mini")
+# Seconds to wait for the model to answer, or for the next piece of a streamed answer.
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

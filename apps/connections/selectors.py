@@ -1,6 +1,7 @@
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from apps.accounts.models import Organization, User
+from apps.connections.engines.base import ColumnInfo, TableInfo
 from apps.connections.models import CatalogColumn, CatalogTable, Connection, ExportJob, QueryRun
 
 
@@ -37,3 +38,47 @@ def query_history(*, user: User, connection: Connection, limit: int = 20) -> Que
 def export_job_get(*, org: Organization, user: User, pk: int) -> ExportJob:
     """Exports are private to whoever started them."""
     return ExportJob.objects.select_related("connection").get(org=org, user=user, pk=pk)
+
+
+def catalogue_snapshot(*, connection: Connection) -> list[TableInfo]:
+    """The catalogue as plain engine objects (no ORM), minus excluded columns, in two queries.
+
+    This is what the question pipeline and the built-in engine read: they never touch models.
+    """
+    excluded = set(connection.excluded_columns)
+    tables = []
+    for table in catalogue_tables(connection=connection):
+        info = TableInfo(
+            schema=table.schema,
+            name=table.name,
+            is_view=table.is_view,
+            comment=table.comment,
+            row_estimate=table.row_estimate,
+        )
+        for column in table.columns.all():
+            if f"{info.qualified_name}.{column.name}" in excluded:
+                continue
+            info.columns.append(
+                ColumnInfo(
+                    name=column.name,
+                    position=column.position,
+                    data_type=column.data_type,
+                    nullable=column.nullable,
+                    is_primary_key=column.is_primary_key,
+                    references=column.references,
+                    comment=column.comment,
+                    samples=list(column.samples),
+                )
+            )
+        tables.append(info)
+    return tables
+
+
+def connection_activity(*, connection: Connection, limit: int = 10) -> QuerySet[QueryRun]:
+    """The latest statements anyone in the org ran on a connection, for its overview."""
+    return QueryRun.objects.filter(org=connection.org, connection=connection).select_related("user")[:limit]
+
+
+def catalogue_column_get(*, connection: Connection, pk: int) -> CatalogColumn:
+    """One catalogued column of this connection; a column of any other connection is not found."""
+    return CatalogColumn.objects.select_related("table").get(table__connection=connection, pk=pk)

@@ -5,7 +5,6 @@ from importlib import import_module
 from apps.connections.engines.base import Engine
 
 _ENGINES: dict[str, Engine] = {}
-_MODULES = ("postgresql", "mysql", "sqlite", "duckdb")
 
 
 def register(engine_class: type[Engine]) -> type[Engine]:
@@ -14,9 +13,12 @@ def register(engine_class: type[Engine]) -> type[Engine]:
 
 
 def get_engine(name: str) -> Engine:
-    if not _ENGINES:
-        for module in _MODULES:
-            import_module(f"apps.connections.engines.{module}")
+    """The engine called `name`; its module (and its driver) is imported on first use only."""
+    if name not in _ENGINES:
+        try:
+            import_module(f"apps.connections.engines.{name}")
+        except ModuleNotFoundError:
+            raise LookupError(f"No database engine named {name!r}.") from None
     try:
         return _ENGINES[name]
     except KeyError:

@@ -13,6 +13,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from math import isfinite
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -220,6 +221,21 @@ def convert_rows(rows: list[tuple]) -> list:
             values[i] = json_safe(values[i])
         converted.append(values)
     return converted
+
+
+def finite_rows(rows: list, float_columns: list[int]) -> list:
+    """Rows whose NaN and infinite floats (which JSON cannot carry) are replaced by None.
+
+    Only the float columns are looked at, and rows are copied only when one holds such a value.
+    """
+    if not float_columns or all(
+        isfinite(row[i]) for row in rows for i in float_columns if row[i] is not None
+    ):
+        return rows
+    return [
+        [None if i in float_columns and v is not None and not isfinite(v) else v for i, v in enumerate(row)]
+        for row in rows
+    ]
 
 
 def _is_text(raw: bytes) -> bool:

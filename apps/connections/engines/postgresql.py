@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.types.numeric import FloatLoader
+from psycopg.types.string import TextLoader
 
 from apps.connections.engines import register
 from apps.connections.engines.base import (
@@ -33,6 +35,7 @@ from apps.connections.engines.base import (
     ResultColumn,
     TableInfo,
     convert_rows,
+    finite_rows,
     is_sensitive_column,
 )
 
@@ -87,10 +90,27 @@ WHERE s.schemaname <> ALL(%(system)s) AND (%(schema)s = '' OR s.schemaname = %(s
 
 _TEXT_TYPES = ("text", "character varying", "character", "citext", "name")
 
+# Values of these types arrive JSON-ready thanks to the loaders below, so a result made only of
+# them needs no per-value conversion (which would cost more than the fetch itself).
+_JSON_READY_TYPES = frozenset(
+    ("int2", "int4", "int8", "oid", "text", "varchar", "bpchar", "char", "name", "bool", "float4", "float8")
+    + ("numeric", "date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid", "json", "jsonb")
+)
+_FLOAT_TYPES = frozenset(("float4", "float8", "numeric"))
+_AS_TEXT_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid")
+
+
+def _json_ready_loaders(conn: psycopg.Connection) -> None:
+    for type_name in _AS_TEXT_TYPES:
+        conn.adapters.register_loader(type_name, TextLoader)
+    # JSON has no decimals: numeric arrives as a float, parsed in C (NaN and infinities are
+    # replaced afterwards, see base.finite_rows).
+    conn.adapters.register_loader("numeric", FloatLoader)
+
 
 def _connect(spec: ConnectionSpec, **kwargs: Any) -> psycopg.Connection:
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             host=spec.host,
             port=spec.port or PostgresEngine.default_port,
             dbname=spec.database,
@@ -104,6 +124,8 @@ def _connect(spec: ConnectionSpec, **kwargs: Any) -> psycopg.Connection:
         )
     except psycopg.OperationalError as exc:
         raise _connection_error(spec, exc) from None
+    _json_ready_loaders(conn)
+    return conn
 
 
 def _connection_error(spec: ConnectionSpec, exc: Exception) -> ConnectionFailed:
@@ -211,6 +233,14 @@ class PostgresEngine(Engine):
     def test(self, spec: ConnectionSpec) -> str:
         with _connect(spec) as conn, _read_only(conn, spec.statement_timeout_s):
             version = conn.execute("SHOW server_version").fetchone()[0]
+            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if superuser and superuser[0]:
+            # A superuser can write server files (COPY TO, lo_export) and end other sessions even
+            # inside a read-only transaction: only the validator stops that, so say so.
+            return (
+                f"PostgreSQL {version}, but as a superuser: create a read-only role for DataMind "
+                "(see the instructions on this page)"
+            )
         return f"PostgreSQL {version}"
 
     def introspect(self, spec: ConnectionSpec, *, excluded_columns: frozenset[str]) -> list[TableInfo]:
@@ -253,7 +283,11 @@ class PostgresEngine(Engine):
             rows = cursor.fetchmany(row_cap + 1) if cursor.description else []
             columns = _result_columns(conn, cursor)
         truncated = len(rows) > row_cap
-        rows = convert_rows(rows[:row_cap])
+        rows = rows[:row_cap]
+        if any(c.type not in _JSON_READY_TYPES for c in columns):
+            rows = convert_rows(rows)
+        else:
+            rows = finite_rows(rows, [i for i, c in enumerate(columns) if c.type in _FLOAT_TYPES])
         return QueryResult(
             columns=columns,
             rows=rows,
@@ -270,8 +304,10 @@ class PostgresEngine(Engine):
             cursor.execute(sql_text)
             batch = cursor.fetchmany(batch_size)
             yield _result_columns(conn, cursor)
+            json_ready = all(c.type in _JSON_READY_TYPES for c in _result_columns(conn, cursor))
+            floats = [i for i, c in enumerate(_result_columns(conn, cursor)) if c.type in _FLOAT_TYPES]
             while batch:
-                yield convert_rows(batch)
+                yield finite_rows(batch, floats) if json_ready else convert_rows(batch)
                 batch = cursor.fetchmany(batch_size)
             cursor.close()
 

@@ -124,3 +124,31 @@ def catalogue_column_exclude(
         metadata={"column": column},
     )
     return connection
+
+
+@transaction.atomic
+def catalogue_refresh_request(*, connection: Connection, actor: User) -> Connection:
+    """Queue a catalogue refresh and mark it under way, so pages start following its progress.
+
+    The current catalogue stays in place and in use until the new one is read and saved.
+    """
+    from apps.connections.tasks import catalogue_refresh_task  # tasks imports this module
+
+    Connection.objects.filter(pk=connection.pk).update(
+        catalogue_status=CatalogueStatus.REFRESHING,
+        catalogue_progress={
+            "phase": "queued",
+            "message": "Waiting for a worker to read the schema…",
+            "at": timezone.now().isoformat(),
+        },
+    )
+    audit_log_record(
+        action="connection.catalogue_refresh",
+        org=connection.org,
+        actor=actor,
+        target=connection,
+        metadata={"name": connection.name},
+    )
+    transaction.on_commit(lambda: catalogue_refresh_task.delay(connection.pk))
+    connection.refresh_from_db(fields=["catalogue_status", "catalogue_progress"])
+    return connection

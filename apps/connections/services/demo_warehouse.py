@@ -24,6 +24,9 @@ import duckdb
 import structlog
 from django.conf import settings
 
+from apps.accounts.models import Organization, User
+from apps.connections.models import CatalogueStatus, Connection, Engine
+
 logger = structlog.get_logger(__name__)
 
 DEMO_WAREHOUSE_FILENAME = "demo_warehouse.duckdb"
@@ -1070,3 +1073,21 @@ def demo_warehouse_row_counts(*, path: Path | None = None) -> dict[str, int]:
     target = path if path is not None else demo_warehouse_default_path()
     with duckdb.connect(str(target), read_only=True) as con:
         return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in DEMO_TABLES}
+
+
+DEMO_CONNECTION_NAME = "Demo warehouse"
+
+
+def demo_connection_ensure(*, org: Organization, actor: User | None = None) -> Connection:
+    """Build the demo warehouse if needed, connect it to `org` and read its catalogue. Rerunnable."""
+    from apps.connections.services.catalogue import catalogue_refresh
+
+    path = demo_warehouse_build()
+    connection, _ = Connection.objects.get_or_create(
+        org=org,
+        name=DEMO_CONNECTION_NAME,
+        defaults={"engine": Engine.DUCKDB, "database": path.name, "created_by": actor},
+    )
+    if connection.catalogue_version == 0 or connection.catalogue_status != CatalogueStatus.READY:
+        connection = catalogue_refresh(connection_id=connection.pk)
+    return connection
