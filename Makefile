@@ -33,6 +33,9 @@ services:
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
 		for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
+	@if [ -z "$$DATABASE_URL" ] && ! psql -h 127.0.0.1 -U postgres -lqt 2>/dev/null | cut -d'|' -f1 | grep -qw datamind; then \
+		createdb -h 127.0.0.1 -U postgres datamind 2>/dev/null || true; \
+	fi
 	@if [ -z "$$REDIS_URL" ] && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
 		echo "Starting Redis..."; \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
