@@ -1,3 +1,5 @@
 """WebSocket URL space: every consumer lives under /ws/; each app adds its routes here."""
 
-websocket_urlpatterns: list = []
+from apps.chat.routing import websocket_urlpatterns as chat_websocket_urlpatterns
+
+websocket_urlpatterns = [*chat_websocket_urlpatterns]

@@ -4,12 +4,14 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts import urls as accounts_urls
+from apps.chat import urls as chat_urls
 from apps.connections import urls as connections_urls
 from datamind import health
 
 api_v1 = [
     path("", include((accounts_urls.api_urlpatterns, "accounts"), namespace="accounts-api")),
     path("", include((connections_urls.api_urlpatterns, "connections"), namespace="connections-api")),
+    path("", include((chat_urls.api_urlpatterns, "chat"), namespace="chat-api")),
 ]
 
 urlpatterns = [

@@ -97,3 +97,7 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return (self.content or self.sql or "")[:60]
+
+    @property
+    def chart_dom_id(self) -> str:
+        return f"chart-spec-{self.pk}"

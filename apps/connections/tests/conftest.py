@@ -3,9 +3,10 @@
 Chinook is loaded into a scratch Postgres database, a scratch MariaDB database, a copy of its
 SQLite file and a DuckDB file built from that file, each with the few extra objects the SQL-safety
 corpus names (foo, orders, t, my_seq...) so that its statements reach the engine's lock instead of
-failing on a missing table. The engines connect as over-privileged users on purpose (the Postgres
-superuser, MariaDB's root): whatever stops a write in these tests is DataMind's lock, not a
-missing privilege.
+failing on a missing table, and with rows in the tables its allowed queries read (customers, t1...)
+so that those really run and return something. The engines connect as over-privileged users on
+purpose (the Postgres superuser, MariaDB's root): whatever stops a write in these tests is
+DataMind's lock, not a missing privilege.
 """
 
 import contextlib
@@ -116,8 +117,8 @@ def chinook_dir() -> Path:
 PG_CORPUS_OBJECTS = """
 CREATE TABLE foo (id int PRIMARY KEY, bar text);
 INSERT INTO foo VALUES (1, 'one'), (2, 'two');
-CREATE TABLE t (id int PRIMARY KEY, x int, name text);
-INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b');
+CREATE TABLE t (id int PRIMARY KEY, x int, name text, tags text[], data jsonb);
+INSERT INTO t VALUES (1, 10, 'a', '{red,blue}', '[1, 2]'), (2, 20, 'b', '{green}', '[{"k": "v"}]');
 CREATE TABLE s (id int PRIMARY KEY);
 INSERT INTO s VALUES (1), (2);
 CREATE TABLE orders (
@@ -131,6 +132,8 @@ CREATE TABLE my_table (id int PRIMARY KEY);
 INSERT INTO my_table VALUES (123);
 CREATE TABLE people (a int, b int, c int);
 CREATE TABLE users (id serial PRIMARY KEY, name text, real_name text);
+INSERT INTO users (name, real_name) VALUES ('ada', 'Ada Lovelace'), ('alan', 'Alan Turing'),
+       ('grace', 'Grace Hopper');
 CREATE TABLE ab_user (id int PRIMARY KEY, active boolean);
 INSERT INTO ab_user VALUES (1, false);
 CREATE TABLE tbl1 (foo int);
@@ -143,6 +146,31 @@ SELECT nextval('my_seq');
 CREATE PROCEDURE my_writing_procedure() LANGUAGE sql AS $$ UPDATE t SET x = x + 1 $$;
 SELECT lo_create(12345);
 SELECT lo_put(12345, 0, '\\x6461746164617461');
+-- What the allowed queries read (test_allowed_queries), one order whose status is SQL included.
+INSERT INTO orders VALUES (51, 3, 9.99, 'shipped; DELETE FROM orders', timestamp '2024-03-15');
+CREATE TABLE customers (id int PRIMARY KEY, name text);
+INSERT INTO customers SELECT i, 'customer ' || i FROM generate_series(0, 6) AS i;
+CREATE TABLE accounts (id int PRIMARY KEY, "user" text);
+INSERT INTO accounts VALUES (1, 'ada'), (2, 'alan');
+CREATE TABLE tbl (foo int);
+INSERT INTO tbl VALUES (1), (2);
+CREATE TABLE mytable (id int PRIMARY KEY, name text);
+INSERT INTO mytable SELECT i, 'row ' || i FROM generate_series(1, 40) AS i;
+-- The subquery example: t2 rows whose s1 is 10 match t4's (50, 77), the others count.
+CREATE TABLE t1 (s11 int, f1 int);
+INSERT INTO t1 VALUES (0, 1), (5, 2);
+CREATE TABLE t2 (s1 int);
+INSERT INTO t2 VALUES (10), (1);
+CREATE TABLE t3 (id int);
+INSERT INTO t3 VALUES (1);
+CREATE TABLE t4 (s1 int);
+INSERT INTO t4 VALUES (7);
+CREATE SCHEMA s1;
+CREATE TABLE s1.t1 (id int PRIMARY KEY, day_of_week text, resolution text);
+INSERT INTO s1.t1 VALUES (1, 'Friday', 'NONE'), (2, 'Friday', 'FIXED'), (3, 'Monday', 'NONE');
+CREATE SCHEMA s2;
+CREATE TABLE s2.t2 (id int PRIMARY KEY);
+INSERT INTO s2.t2 VALUES (1);
 """
 
 
@@ -238,6 +266,20 @@ MYSQL_CORPUS_OBJECTS = (
     "INSERT INTO existing_table VALUES (1), (2), (3)",
     # A stored procedure that writes: the read-only transaction must refuse what it does.
     "CREATE PROCEDURE evil_proc() DELETE FROM orders",
+    # What the allowed queries read (test_allowed_queries).
+    "CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20), doc JSON, tags VARCHAR(100))",
+    """INSERT INTO t VALUES (1, 'banana', '{"a": 1, "b": [1, 2]}', 'a,b,c'),"""
+    """ (2, 'cherry', '[1, 2, 3]', 'b,c')""",
+    "CREATE TABLE a_table (id INT PRIMARY KEY, a_column VARCHAR(20))",
+    "INSERT INTO a_table VALUES (1, 'x'), (2, NULL)",
+    "CREATE TABLE a_table2 (id INT PRIMARY KEY, a_column VARCHAR(20))",
+    "INSERT INTO a_table2 VALUES (3, 'y')",
+    "CREATE TABLE `A` (__value__ INT PRIMARY KEY, name VARCHAR(40))",
+    "INSERT INTO `A` VALUES (1, 'com.example.US'), (2, 'org.example.FR')",
+    "CREATE TABLE metrics (id INT PRIMARY KEY, value INT)",
+    "INSERT INTO metrics VALUES (1, 30), (2, 75), (3, 150)",
+    "CREATE TABLE logins (id INT PRIMARY KEY, user VARCHAR(40))",
+    "INSERT INTO logins VALUES (1, 'ada'), (2, 'alan')",
 )
 
 
@@ -354,8 +396,8 @@ def mysql_admin() -> Iterator[pymysql.cursors.Cursor]:
 SQLITE_CORPUS_OBJECTS = """
 CREATE TABLE foo (id INTEGER PRIMARY KEY, bar TEXT);
 INSERT INTO foo VALUES (1, 'one'), (2, 'two');
-CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);
-INSERT INTO t VALUES (1, 'a'), (2, 'b');
+CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, d TEXT, x REAL, doc TEXT);
+INSERT INTO t VALUES (1, 'a', '2024-03-01', 1.5, '[1, 2]'), (2, 'b', '2023-12-31', 2.5, '{"k": "v"}');
 CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC, created_at TEXT);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
 INSERT INTO orders SELECT i, i % 7, i * 1.5, date('2024-01-01', '+' || i || ' days') FROM n;
@@ -377,8 +419,8 @@ def sqlite_warehouse(chinook_dir: Path, tmp_path_factory: pytest.TempPathFactory
 DUCKDB_CORPUS_OBJECTS = """
 CREATE TABLE foo (id INTEGER PRIMARY KEY, bar VARCHAR);
 INSERT INTO foo VALUES (1, 'one'), (2, 'two');
-CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER, name VARCHAR);
-INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b');
+CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER, name VARCHAR, a VARCHAR, b INTEGER);
+INSERT INTO t VALUES (1, 10, 'a', 'p', 1), (2, 20, 'b', 'q', 2);
 CREATE TABLE orders (
     id INTEGER PRIMARY KEY, customer_id INTEGER, amount DECIMAL(10, 2), created_at TIMESTAMP
 );
@@ -434,6 +476,9 @@ def duckdb_warehouse(chinook_dir: Path, tmp_path_factory: pytest.TempPathFactory
     spec = ConnectionSpec(engine="duckdb", database=path.name, file_path=path)
     return Warehouse(engine=get_engine("duckdb"), spec=spec, schema="main", folder=folder)
 
+
+# The SQL-safety corpus's dialects, and the engine (and so the warehouse) each one runs on.
+ENGINE_OF_DIALECT = {"postgres": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "duckdb": "duckdb"}
 
 WAREHOUSE_FIXTURES = {
     "postgresql": "pg_warehouse",

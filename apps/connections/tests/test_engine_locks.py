@@ -31,6 +31,7 @@ from apps.connections.engines import get_engine
 from apps.connections.engines.base import ConnectionSpec, EngineError, QueryFailed, QueryTimeout
 from apps.connections.tests.conftest import (
     DATA_DIR,
+    ENGINE_OF_DIALECT,
     LOCK_OUTCOMES,
     SCRATCH,
     WAREHOUSE_FIXTURES,
@@ -40,7 +41,6 @@ from apps.connections.tests.conftest import (
 )
 
 CORPUS = DATA_DIR / "sql-safety" / "cases.jsonl"
-ENGINE_OF_DIALECT = {"postgres": "postgresql", "mysql": "mysql", "sqlite": "sqlite", "duckdb": "duckdb"}
 TIMEOUT_S = 1.0
 
 # A superuser's powers over the server itself act outside any transaction: pg_terminate_backend

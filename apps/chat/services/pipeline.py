@@ -1,0 +1,379 @@
+"""The question pipeline: one function for every door (WebSocket, API, plain HTTP).
+
+`answer_question` takes a question through the steps of DESIGN.md ("The main path") and reports
+progress through `emit`, an async callback that receives `Event`s. The doors differ only in what
+they do with events: the consumer renders and sends them, the API and the HTTP fallback ignore
+them and use the finished message.
+"""
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.billing.models import Purpose
+from apps.billing.services import usage_record
+from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
+from apps.chat.providers.base import Prompt, Provider, ProviderError, QuestionContext, Turn, Usage
+from apps.chat.services.charts import chart_for_result
+from apps.chat.services.context import (
+    chart_spec_extract,
+    prompt_for_analysis,
+    prompt_for_sql,
+    schema_link,
+    sql_extract,
+)
+from apps.chat.services.providers import provider_for_org
+from apps.connections.engines.base import EngineError, TableInfo
+from apps.connections.models import Connection
+from apps.connections.safety import UnsafeSQLError
+from apps.connections.selectors import catalogue_snapshot
+from apps.connections.services.execution import ExecutedQuery, query_execute
+
+logger = structlog.get_logger(__name__)
+
+QUESTION_MAX_LENGTH = 2000
+MAX_ATTEMPTS = 3  # the first try and at most two repairs
+PREVIEW_ROWS = 200
+ANALYSIS_ROWS = 30
+HISTORY_TURNS = 5
+CONTEXT_TOKEN_BUDGET = 6000
+
+
+class Phase:
+    TABLES = "Finding tables"
+    WRITING = "Writing SQL"
+    REPAIRING = "Fixing the SQL"
+    RUNNING = "Running query"
+    ANALYSING = "Analysing"
+
+
+@dataclass
+class Event:
+    """Something the user should see now. `kind` is one of: question, phase, tables, token, sql,
+    attempt_failed, result, analysis_token, done."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Emit = Callable[[Event], Awaitable[None]]
+
+
+async def emit_nothing(event: Event) -> None:
+    """For doors that only want the finished message."""
+
+
+@dataclass
+class _Answer:
+    """What the pipeline learnt so far; becomes the assistant's ChatMessage."""
+
+    status: str = MessageStatus.DONE
+    content: str = ""
+    explanation: str = ""
+    sql: str = ""
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    tables_used: list[str] = field(default_factory=list)
+    columns: list[dict[str, str]] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    row_count: int | None = None
+    truncated: bool = False
+    chart: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    usage: Usage = field(default_factory=Usage)
+    calls: list[tuple[str, Usage]] = field(default_factory=list)
+    timings: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    question: ChatMessage
+    connection: Connection | None
+    tables: list[TableInfo]
+    history: list[Turn]
+    provider: Provider
+
+
+def question_clean(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError("Type a question first.")
+    if len(text) > QUESTION_MAX_LENGTH:
+        raise ValidationError(f"Questions can be at most {QUESTION_MAX_LENGTH} characters long.")
+    return text
+
+
+def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
+    """The last few question/answer pairs of the session, oldest first, for follow-ups."""
+    messages = list(session.messages.filter(created_at__lt=before.created_at).order_by("-created_at")[:20])
+    turns: list[Turn] = []
+    answer: ChatMessage | None = None
+    for message in messages:
+        if message.role == MessageRole.ASSISTANT:
+            answer = message
+        elif message.role == MessageRole.USER:
+            turns.append(
+                Turn(
+                    question=message.content,
+                    sql=answer.sql if answer else "",
+                    columns=[c["name"] for c in answer.columns] if answer else [],
+                    row_count=answer.row_count if answer else None,
+                    analysis=answer.content if answer else "",
+                )
+            )
+            answer = None
+    return list(reversed(turns[:HISTORY_TURNS]))
+
+
+@transaction.atomic
+def _prepare(session: ChatSession, text: str) -> _Prepared:
+    question = ChatMessage.objects.create(session=session, role=MessageRole.USER, content=text)
+    session.updated_at = timezone.now()
+    if not session.title:
+        session.title = text[:120]
+    session.save(update_fields=["updated_at", "title"])
+    connection = session.connection
+    tables = catalogue_snapshot(connection=connection) if connection is not None else []
+    return _Prepared(
+        question=question,
+        connection=connection,
+        tables=tables,
+        history=_history(session, question),
+        provider=provider_for_org(session.org),
+    )
+
+
+async def _stream(provider: Provider, prompt: Prompt, emit: Emit, kind: str) -> tuple[str, Usage]:
+    """Stream one model reply to `emit` token by token; return the whole text and its usage."""
+    parts: list[str] = []
+    provider.usage = Usage()
+    stream: AsyncIterator[str] = provider.stream(prompt)
+    try:
+        async for text in stream:
+            parts.append(text)
+            await emit(Event(kind, {"text": text}))
+    finally:
+        await stream.aclose()
+    return "".join(parts), provider.usage
+
+
+def _without_code_blocks(text: str) -> str:
+    text = re.sub(r"```.*?(```|$)", "", text, flags=re.DOTALL)
+    text = re.sub(r"<sql>.*?(</sql>|$)", "", text, flags=re.DOTALL | re.IGNORECASE)
+    return text.strip()
+
+
+def _failure_detail(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return getattr(exc, "detail", None) or str(exc)
+
+
+async def _run_query(connection: Connection, sql: str, user: User) -> ExecutedQuery:
+    """Run the SQL in a worker thread; if the answer is cancelled, cancel the query on the server."""
+    cancels: list[Callable[[], None]] = []
+    run = database_sync_to_async(query_execute, thread_sensitive=False)
+    task = asyncio.ensure_future(
+        run(connection=connection, sql=sql, user=user, row_cap=None, on_cancel=cancels.append)
+    )
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        for cancel in cancels:
+            await sync_to_async(cancel, thread_sensitive=False)()
+        raise
+
+
+async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit, user: User):
+    """Ask for SQL, run it, and repair it (at most twice) on a refusal or a database error."""
+    connection = prepared.connection
+    for attempt in range(MAX_ATTEMPTS):
+        started = time.perf_counter()
+        await emit(
+            Event("phase", {"phase": Phase.REPAIRING if attempt else Phase.WRITING, "attempt": attempt + 1})
+        )
+        context = QuestionContext(
+            question=prepared.question.content,
+            dialect=connection.dialect,
+            tables=tables,
+            history=prepared.history,
+            attempts=list(answer.attempts),
+        )
+        reply, usage = await _stream(prepared.provider, prompt_for_sql(context), emit, "token")
+        answer.calls.append((Purpose.REPAIR if attempt else Purpose.GENERATION, usage))
+        answer.timings["generation_ms"] = answer.timings.get("generation_ms", 0) + _ms(started)
+        sql = sql_extract(reply)
+        answer.explanation = _without_code_blocks(reply)
+        if sql is None:
+            answer.status = MessageStatus.NO_SQL
+            answer.content = answer.explanation or "I can't answer that from this database."
+            return None
+        answer.sql = sql
+        await emit(Event("sql", {"sql": sql, "attempt": attempt + 1}))
+        await emit(Event("phase", {"phase": Phase.RUNNING}))
+        started = time.perf_counter()
+        try:
+            executed = await _run_query(connection, sql, user)
+        except (UnsafeSQLError, EngineError, ValidationError) as exc:
+            answer.timings["query_ms"] = answer.timings.get("query_ms", 0) + _ms(started)
+            failure = {"sql": sql, "error": _failure_detail(exc)}
+            answer.attempts.append(failure)
+            await emit(
+                Event(
+                    "attempt_failed",
+                    {**failure, "attempt": attempt + 1, "final": attempt + 1 == MAX_ATTEMPTS},
+                )
+            )
+            continue
+        answer.timings["query_ms"] = answer.timings.get("query_ms", 0) + _ms(started)
+        answer.attempts.append({"sql": sql, "error": ""})
+        return executed
+    answer.status = MessageStatus.ERROR
+    answer.error = f"The SQL still failed after {MAX_ATTEMPTS} attempts: {answer.attempts[-1]['error']}"
+    return None
+
+
+async def _analyse(prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit) -> None:
+    await emit(Event("phase", {"phase": Phase.ANALYSING}))
+    started = time.perf_counter()
+    context = QuestionContext(
+        question=prepared.question.content,
+        dialect=prepared.connection.dialect,
+        tables=tables,
+        history=prepared.history,
+        sql=answer.sql,
+        columns=answer.columns,
+        rows=answer.rows[:ANALYSIS_ROWS],
+        row_count=answer.row_count or 0,
+    )
+    reply, usage = await _stream(prepared.provider, prompt_for_analysis(context), emit, "analysis_token")
+    answer.calls.append((Purpose.ANALYSIS, usage))
+    answer.content = _without_code_blocks(reply)
+    answer.chart = chart_for_result(answer.columns, answer.rows, chart_spec_extract(reply))
+    answer.timings["analysis_ms"] = _ms(started)
+
+
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+async def answer_question(
+    *, session: ChatSession, user: User, text: str, emit: Emit = emit_nothing
+) -> ChatMessage:
+    """Answer one question in a session; every door calls this. Raises ValidationError for a
+    malformed question (nothing is saved); every other failure becomes part of the answer."""
+    text = question_clean(text)
+    started = time.perf_counter()
+    prepared = await database_sync_to_async(_prepare)(session, text)
+    await emit(Event("question", {"message": prepared.question}))
+    answer = _Answer()
+    try:
+        await _answer(prepared, answer, emit, user)
+    except asyncio.CancelledError:
+        answer.status = MessageStatus.CANCELLED
+        answer.error = "Stopped."
+        message = await asyncio.shield(_finish(session, prepared, answer, user, started))
+        await emit(Event("done", {"message": message}))
+        raise
+    message = await _finish(session, prepared, answer, user, started)
+    await emit(Event("done", {"message": message}))
+    return message
+
+
+async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) -> None:
+    if prepared.connection is None:
+        answer.status = MessageStatus.ERROR
+        answer.error = "This chat's connection was deleted. Start a new chat with another connection."
+        return
+    if not prepared.tables:
+        answer.status = MessageStatus.NO_SQL
+        answer.content = (
+            "I don't know this database's tables yet: its schema catalogue is empty. "
+            "Ask an admin to refresh the schema on the connection's page, then ask again."
+        )
+        return
+    await emit(Event("phase", {"phase": Phase.TABLES}))
+    started = time.perf_counter()
+    connection = prepared.connection
+    tables = schema_link(
+        prepared.tables,
+        prepared.question.content,
+        prepared.history,
+        token_budget=CONTEXT_TOKEN_BUDGET,
+        cache_key=(connection.pk, connection.catalogue_version),
+    )
+    answer.tables_used = [t.qualified_name for t in tables]
+    answer.timings["context_ms"] = _ms(started)
+    await emit(Event("tables", {"tables": answer.tables_used}))
+    try:
+        executed = await _write_sql(prepared, answer, tables, emit, user)
+        if executed is None:
+            return
+        result = executed.result
+        answer.columns = [{"name": c.name, "type": c.type} for c in result.columns]
+        answer.rows = [list(row) for row in result.rows[:PREVIEW_ROWS]]
+        answer.row_count = result.row_count
+        answer.truncated = result.truncated
+        await emit(Event("result", {"columns": answer.columns, "row_count": answer.row_count}))
+        await _analyse(prepared, answer, tables, emit)
+    except ProviderError as exc:
+        logger.warning("llm_failed", error=exc.detail)
+        answer.status = MessageStatus.ERROR
+        answer.error = f"The language model failed: {exc.detail}"
+
+
+async def _finish(
+    session: ChatSession, prepared: _Prepared, answer: _Answer, user: User, started: float
+) -> ChatMessage:
+    answer.timings["total_ms"] = _ms(started)
+    return await database_sync_to_async(_save_answer)(session, prepared, answer, user)
+
+
+@transaction.atomic
+def _save_answer(session: ChatSession, prepared: _Prepared, answer: _Answer, user: User) -> ChatMessage:
+    provider = prepared.provider
+    message = ChatMessage.objects.create(
+        session=session,
+        role=MessageRole.ASSISTANT,
+        status=answer.status,
+        content=answer.content,
+        explanation=answer.explanation,
+        sql=answer.sql,
+        attempts=answer.attempts,
+        tables_used=answer.tables_used,
+        columns=answer.columns,
+        rows=answer.rows,
+        row_count=answer.row_count,
+        truncated=answer.truncated,
+        chart=answer.chart,
+        provider=provider.name,
+        model=provider.model,
+        input_tokens=sum(u.input_tokens for _, u in answer.calls),
+        output_tokens=sum(u.output_tokens for _, u in answer.calls),
+        timings=answer.timings,
+        error=answer.error,
+    )
+    for purpose, usage in answer.calls:
+        usage_record(
+            org=session.org,
+            user=user,
+            provider=provider.name,
+            model=provider.model,
+            purpose=purpose,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            session_id=session.pk,
+            message_id=message.pk,
+        )
+    ChatSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+    return message
