@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -267,12 +268,48 @@ def _ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
+ANSWER_LOCK_SECONDS = 10 * 60
+
+
+def _lock_key(session: ChatSession) -> str:
+    return f"datamind:chat:answering:{session.pk}"
+
+
+def _answer_lock_take(session: ChatSession) -> bool:
+    """One answer at a time per chat, across tabs, doors and processes (the cache is shared).
+
+    The lock expires on its own, so a process killed mid-answer frees the chat after a while.
+    A cache outage must not stop people asking: then there is no lock at all.
+    """
+    try:
+        return bool(cache.add(_lock_key(session), 1, timeout=ANSWER_LOCK_SECONDS))
+    except Exception as exc:
+        logger.warning("answer_lock_unavailable", error=str(exc))
+        return True
+
+
+def _answer_lock_release(session: ChatSession) -> None:
+    try:
+        cache.delete(_lock_key(session))
+    except Exception as exc:
+        logger.warning("answer_lock_unavailable", error=str(exc))
+
+
 async def answer_question(
     *, session: ChatSession, user: User, text: str, emit: Emit = emit_nothing
 ) -> ChatMessage:
     """Answer one question in a session; every door calls this. Raises ValidationError for a
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
+    if not await sync_to_async(_answer_lock_take)(session):
+        raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
+    try:
+        return await _answer_question(session=session, user=user, text=text, emit=emit)
+    finally:
+        await sync_to_async(_answer_lock_release)(session)
+
+
+async def _answer_question(*, session: ChatSession, user: User, text: str, emit: Emit) -> ChatMessage:
     started = time.perf_counter()
     prepared = await database_sync_to_async(_prepare)(session, text)
     await emit(Event("question", {"message": prepared.question}))

@@ -9,7 +9,7 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -461,22 +461,46 @@ def test_the_cases_cover_every_construct() -> None:
 
 # Any catalogue: two small databases of other shapes ----------------------------------------------
 
-HELP_DESK = """
-CREATE TABLE departments (id INTEGER PRIMARY KEY, title TEXT NOT NULL);
-CREATE TABLE staff (id INTEGER PRIMARY KEY, full_name TEXT, department_id INTEGER REFERENCES departments(id),
-                    hired_on DATE, status TEXT);
-CREATE TABLE tickets (id INTEGER PRIMARY KEY, opened_at TIMESTAMP, closed_at TIMESTAMP, priority TEXT,
-                      assignee_id INTEGER REFERENCES staff(id), minutes_spent INTEGER);
-INSERT INTO departments VALUES (1, 'Support'), (2, 'Billing'), (3, 'Engineering');
-INSERT INTO staff VALUES (1, 'Ann Lee', 1, '2023-02-01', 'active'), (2, 'Bo Chen', 1, '2024-05-01', 'active'),
-                         (3, 'Cy Diaz', 2, '2022-01-10', 'left'), (4, 'Di Eze', 3, '2025-03-03', 'active');
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
-INSERT INTO tickets
-SELECT i, datetime('2025-01-01', '+' || (i * 3 % 400) || ' days', '+' || (i % 24) || ' hours'),
-       datetime('2025-01-02', '+' || (i * 7 % 400) || ' days'),
-       CASE i % 3 WHEN 0 THEN 'high' WHEN 1 THEN 'low' ELSE 'normal' END, 1 + i % 5 % 4, 5 + i * 7 % 90
-FROM n;
-"""
+HELP_DESK_TABLES = {
+    "departments": "id INTEGER PRIMARY KEY, title TEXT NOT NULL",
+    "staff": "id INTEGER PRIMARY KEY, full_name TEXT, department_id INTEGER REFERENCES departments(id), "
+    "hired_on DATE, status TEXT",
+    "tickets": "id INTEGER PRIMARY KEY, opened_at TIMESTAMP, closed_at TIMESTAMP, priority TEXT, "
+    "assignee_id INTEGER REFERENCES staff(id), minutes_spent INTEGER",
+}
+
+
+def help_desk_rows(today: date) -> dict[str, list[tuple]]:
+    """A help desk's rows: tickets through 2025 and early 2026, and some on every third day
+    before `today`, so relative dates select something."""
+    tickets = []
+    for i in range(1, 421):
+        if i <= 300:
+            opened = datetime(2025, 1, 1) + timedelta(days=i * 3 % 400, hours=i % 24)
+            closed = datetime(2025, 1, 2) + timedelta(days=i * 7 % 400)
+        else:
+            opened = datetime.combine(today - timedelta(days=(i - 301) * 3), time(i % 24))
+            closed = opened + timedelta(days=1)
+        priority = ("high", "low", "normal")[i % 3]
+        tickets.append((i, opened, closed, priority, 1 + i % 5 % 4, 5 + i * 7 % 90))
+    return {
+        "departments": [(1, "Support"), (2, "Billing"), (3, "Engineering")],
+        "staff": [
+            (1, "Ann Lee", 1, date(2023, 2, 1), "active"),
+            (2, "Bo Chen", 1, date(2024, 5, 1), "active"),
+            (3, "Cy Diaz", 2, date(2022, 1, 10), "left"),
+            (4, "Di Eze", 3, date(2025, 3, 3), "active"),
+        ],
+        "tickets": tickets,
+    }
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return value.isoformat() if isinstance(value, date) else value
+
+
 SHOP = [
     "CREATE TABLE regions (region_id INTEGER PRIMARY KEY, name VARCHAR)",
     "INSERT INTO regions VALUES (1, 'Europe'), (2, 'Asia'), (3, 'Americas')",
@@ -553,7 +577,12 @@ def other_databases(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A help desk in SQLite and a shop in DuckDB, with their catalogues and connections."""
     folder = tmp_path_factory.mktemp("other")
     with sqlite3.connect(folder / "help_desk.sqlite") as connection:
-        connection.executescript(HELP_DESK)
+        for table, rows in help_desk_rows(date.today()).items():
+            connection.execute(f"CREATE TABLE {table} ({HELP_DESK_TABLES[table]})")
+            marks = ", ".join("?" * len(rows[0]))
+            connection.executemany(
+                f"INSERT INTO {table} VALUES ({marks})", [tuple(map(_sqlite_value, r)) for r in rows]
+            )
     with duckdb.connect(str(folder / "shop.duckdb")) as connection:
         for statement in SHOP:
             connection.execute(statement)

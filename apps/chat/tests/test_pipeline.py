@@ -232,3 +232,22 @@ async def test_an_empty_question_is_refused_and_nothing_is_saved(fake_llm, chat_
     assert 'id="chat-notice"' in frame
     assert await database_sync_to_async(chat_session.messages.count)() == 0
     assert fake_llm.requests == []
+
+
+async def test_only_one_answer_is_written_at_a_time_in_a_chat_even_from_two_tabs(fake_llm, chat_session):
+    fake_llm.script(sql_reply(SQL_BY_REGION), chunks=[f"word{i} " for i in range(40)], chunk_delay=0.05)
+    fake_llm.script("Totals.")
+    first_tab, second_tab = await connect(chat_session), await connect(chat_session)
+    await first_tab.send_to(text_data=json.dumps({"question": "total sales by region", "HEADERS": {}}))
+    while "beforeend:#answer-text" not in await first_tab.receive_from(timeout=10):
+        pass
+
+    await second_tab.send_to(text_data=json.dumps({"question": "and by day", "HEADERS": {}}))
+    refusal = await second_tab.receive_from(timeout=10)
+    while 'hx-swap-oob="outerHTML:#answer-pending"' not in await first_tab.receive_from(timeout=20):
+        pass
+    await first_tab.disconnect()
+    await second_tab.disconnect()
+
+    assert "An answer is already being written in this chat" in refusal
+    assert await database_sync_to_async(chat_session.messages.filter(role=MessageRole.USER).count)() == 1
