@@ -12,7 +12,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.chat.services.providers import warm_up_providers  # noqa: E402
 from datamind.routing import websocket_urlpatterns  # noqa: E402
+
+# Import the model SDKs now rather than on the first question (the import takes seconds).
+warm_up_providers()
 
 application = ProtocolTypeRouter(
     {

@@ -222,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 for keep-alive and chunked streams, as the SDKs expect from the real APIs.
     protocol_version = "HTTP/1.1"
     server_version = "FakeLLM/1.0"
+    # Send each streamed event at once (as real servers do), not after the client's delayed ACK.
+    disable_nagle_algorithm = True
     # An idle keep-alive connection is let go after this long, so no handler thread lingers.
     timeout = 60
     server: _HTTPServer

@@ -169,3 +169,11 @@ async def llm_settings_test(*, org: Organization) -> tuple[bool, str]:
         return True, await provider.test()
     except ProviderError as error:
         return False, error.detail
+
+
+def warm_up_providers() -> None:
+    """Import every provider's SDK ahead of the first question (called at ASGI start-up)."""
+    from apps.chat.providers import provider_class
+
+    for kind in ProviderKind.values:
+        provider_class(kind)
