@@ -9,6 +9,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.models import Role
+from apps.billing.services import budget_remaining
 from apps.chat.forms import FeedbackForm, LLMSettingsForm, NewChatForm, QuestionForm, RenameForm
 from apps.chat.models import ChatMessage, ChatSession, MessageRole
 from apps.chat.providers.builtin import suggested_questions
@@ -104,6 +105,7 @@ def session_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             else []
         ),
         "version": vega_bundle_version(),
+        "budget": budget_remaining(org=request.user.org),
     }
     return render(request, "chat/session_detail.html", context)
 

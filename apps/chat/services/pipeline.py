@@ -22,13 +22,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.billing.models import Purpose
-from apps.billing.services import usage_record
+from apps.billing.models import Purpose, UsageRecord
+from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.providers.base import Prompt, Provider, ProviderError, QuestionContext, Turn, Usage
 from apps.chat.services.charts import chart_for_result
 from apps.chat.services.context import (
     chart_spec_extract,
+    estimate_tokens,
     prompt_for_analysis,
     prompt_for_sql,
     schema_link,
@@ -93,6 +94,7 @@ class _Answer:
     error: str = ""
     usage: Usage = field(default_factory=Usage)
     calls: list[tuple[str, Usage]] = field(default_factory=list)
+    usage_record_ids: list[int] = field(default_factory=list)
     timings: dict[str, int] = field(default_factory=dict)
 
 
@@ -168,6 +170,44 @@ async def _stream(provider: Provider, prompt: Prompt, emit: Emit, kind: str) -> 
     return "".join(parts), provider.usage
 
 
+def _reserve_amount(provider: Provider, prompt: Prompt) -> int:
+    """The most a call can use: its prompt and its whole output allowance (none offline)."""
+    if provider.name == "builtin":
+        return 0
+    text = prompt.system + "".join(m["content"] for m in prompt.messages)
+    return estimate_tokens(text) + prompt.max_tokens
+
+
+async def _call_model(
+    prepared: _Prepared, answer: _Answer, prompt: Prompt, emit: Emit, kind: str, purpose: str, user: User
+) -> str:
+    """One model call inside the org's budget: reserve its maximum first (BudgetExhausted if it
+    does not fit, before any request is made), settle with the provider's own usage report, and
+    give the reservation back if the call fails or is stopped."""
+    session = prepared.question.session
+    reservation = await database_sync_to_async(budget_reserve)(
+        org=session.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
+    )
+    try:
+        reply, usage = await _stream(prepared.provider, prompt, emit, kind)
+    except BaseException:
+        await asyncio.shield(database_sync_to_async(budget_release)(reservation=reservation))
+        raise
+    record = await database_sync_to_async(budget_settle)(
+        reservation=reservation,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        provider=prepared.provider.name,
+        model=prepared.provider.model,
+        purpose=purpose,
+        user=user,
+        session_id=session.pk,
+    )
+    answer.calls.append((purpose, usage))
+    answer.usage_record_ids.append(record.pk)
+    return reply
+
+
 def _without_code_blocks(text: str) -> str:
     text = re.sub(r"```.*?(```|$)", "", text, flags=re.DOTALL)
     text = re.sub(r"<sql>.*?(</sql>|$)", "", text, flags=re.DOTALL | re.IGNORECASE)
@@ -210,8 +250,8 @@ async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInf
             history=prepared.history,
             attempts=list(answer.attempts),
         )
-        reply, usage = await _stream(prepared.provider, prompt_for_sql(context), emit, "token")
-        answer.calls.append((Purpose.REPAIR if attempt else Purpose.GENERATION, usage))
+        purpose = Purpose.REPAIR if attempt else Purpose.GENERATION
+        reply = await _call_model(prepared, answer, prompt_for_sql(context), emit, "token", purpose, user)
         answer.timings["generation_ms"] = answer.timings.get("generation_ms", 0) + _ms(started)
         sql = sql_extract(reply)
         answer.explanation = _without_code_blocks(reply)
@@ -244,7 +284,9 @@ async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInf
     return None
 
 
-async def _analyse(prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit) -> None:
+async def _analyse(
+    prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit, user: User
+) -> None:
     await emit(Event("phase", {"phase": Phase.ANALYSING}))
     started = time.perf_counter()
     context = QuestionContext(
@@ -257,8 +299,8 @@ async def _analyse(prepared: _Prepared, answer: _Answer, tables: list[TableInfo]
         rows=answer.rows[:ANALYSIS_ROWS],
         row_count=answer.row_count or 0,
     )
-    reply, usage = await _stream(prepared.provider, prompt_for_analysis(context), emit, "analysis_token")
-    answer.calls.append((Purpose.ANALYSIS, usage))
+    prompt = prompt_for_analysis(context)
+    reply = await _call_model(prepared, answer, prompt, emit, "analysis_token", Purpose.ANALYSIS, user)
     answer.content = _without_code_blocks(reply)
     answer.chart = chart_for_result(answer.columns, answer.rows, chart_spec_extract(reply))
     answer.timings["analysis_ms"] = _ms(started)
@@ -362,7 +404,11 @@ async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) 
         answer.row_count = result.row_count
         answer.truncated = result.truncated
         await emit(Event("result", {"columns": answer.columns, "row_count": answer.row_count}))
-        await _analyse(prepared, answer, tables, emit)
+        await _analyse(prepared, answer, tables, emit, user)
+    except BudgetExhausted as exc:
+        answer.status = MessageStatus.REFUSED
+        answer.content = exc.detail
+        await emit(Event("token", {"text": exc.detail}))
     except ProviderError as exc:
         logger.warning("llm_failed", error=exc.detail)
         answer.status = MessageStatus.ERROR
@@ -400,17 +446,6 @@ def _save_answer(session: ChatSession, prepared: _Prepared, answer: _Answer, use
         timings=answer.timings,
         error=answer.error,
     )
-    for purpose, usage in answer.calls:
-        usage_record(
-            org=session.org,
-            user=user,
-            provider=provider.name,
-            model=provider.model,
-            purpose=purpose,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            session_id=session.pk,
-            message_id=message.pk,
-        )
+    UsageRecord.objects.filter(pk__in=answer.usage_record_ids).update(message=message)
     ChatSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
     return message

@@ -251,3 +251,38 @@ async def test_only_one_answer_is_written_at_a_time_in_a_chat_even_from_two_tabs
 
     assert "An answer is already being written in this chat" in refusal
     assert await database_sync_to_async(chat_session.messages.filter(role=MessageRole.USER).count)() == 1
+
+
+async def test_a_spent_budget_refuses_the_question_clearly_without_calling_the_model(fake_llm, chat_session):
+    from apps.billing.models import BudgetSettings
+
+    await database_sync_to_async(BudgetSettings.objects.create)(org=chat_session.org, monthly_override=100)
+    communicator = await connect(chat_session)
+
+    frames = await ask(communicator, "total sales by region")
+    await communicator.disconnect()
+
+    assert any("beforeend:#answer-text" in frame and "resets on" in frame for _, frame in frames)
+    assert "token budget is spent" in frames[-1][1]
+    message = await latest_answer(chat_session)
+    assert message.status == MessageStatus.REFUSED and "resets on" in message.content
+    assert fake_llm.requests == []
+
+
+async def test_every_model_call_is_settled_in_the_ledger_and_nothing_stays_reserved(fake_llm, chat_session):
+    from apps.billing.models import BudgetPeriod
+
+    fake_llm.script(sql_reply(SQL_BY_REGION), input_tokens=400, output_tokens=60)
+    fake_llm.script("Totals.", input_tokens=150, output_tokens=12)
+    communicator = await connect(chat_session)
+
+    await ask(communicator, "total sales by region")
+    await communicator.disconnect()
+
+    period = await database_sync_to_async(BudgetPeriod.objects.get)(org=chat_session.org)
+    assert (period.used, period.reserved) == (622, 0)
+    message = await latest_answer(chat_session)
+    linked = await database_sync_to_async(
+        lambda: sorted(message.usage_records.values_list("input_tokens", flat=True))
+    )()
+    assert linked == [150, 400]

@@ -832,7 +832,10 @@ def test_the_index_costs_the_same_queries_however_many_chats(
 def test_a_chat_page_costs_the_same_queries_however_many_answers_and_chats(
     analyst_client, personas, chat_session, shop_connection, django_assert_num_queries
 ):
+    from apps.billing.services import budget_period_current
+
     url = reverse("chat:session-detail", args=[chat_session.pk])
+    budget_period_current(org=personas.org)  # the month's budget period opens on first use
     for _ in range(3):
         answer_in(chat_session, chart={"kind": "kpi", "value": 3900, "label": "total"})
     chats_for(personas, shop_connection, 3)
@@ -858,3 +861,17 @@ def test_a_chart_spec_reaches_the_page_as_json_data_not_markup(analyst_client, c
     embedded = re.search(rf'<script id="chart-spec-{answer.pk}" type="application/json">(.*?)</script>', html)
     assert embedded and json.loads(embedded.group(1)) == spec
     assert f'data-vega-spec="chart-spec-{answer.pk}"' in html
+
+
+def test_the_chat_says_how_much_budget_is_left_when_less_than_a_fifth_remains(client, personas, chat_session):
+    from apps.billing.models import BudgetSettings
+    from apps.billing.services import budget_period_current
+
+    BudgetSettings.objects.create(org=personas.org, monthly_override=10_000)
+    period = budget_period_current(org=personas.org)
+    type(period).objects.filter(pk=period.pk).update(used=8_500)
+    client.force_login(personas.analyst)
+
+    response = client.get(reverse("chat:session-detail", args=[chat_session.pk]))
+
+    assert "1,500 tokens left this month" in response.text

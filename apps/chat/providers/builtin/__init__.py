@@ -6,6 +6,7 @@ and rendered with sqlglot in the connection's dialect. Questions beyond it get a
 without SQL and a few examples it can answer on this catalogue. Usage is always zero tokens.
 """
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import date
@@ -86,11 +87,13 @@ class BuiltinProvider(Provider):
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
         self.usage = Usage()
+        # Reading a question over a large catalogue takes a moment of CPU: off the event loop.
         if prompt.task == "analysis":
-            chunks = [s + " " for s in _SENTENCE_END.split(narrate(prompt.context)) if s]
+            text = await asyncio.to_thread(narrate, prompt.context)
+            chunks = [s + " " for s in _SENTENCE_END.split(text) if s]
             chunks[-1] = chunks[-1].rstrip()
         else:
-            chunks = answer(prompt.context, today=self.today)
+            chunks = await asyncio.to_thread(answer, prompt.context, today=self.today)
         for chunk in chunks:
             yield chunk
 

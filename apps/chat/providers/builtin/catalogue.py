@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from apps.chat.providers.builtin.tokens import value_key
 from apps.chat.providers.builtin.vocabulary import (
     FIRST_NAME_COLUMNS,
     LABEL_COLUMN_NAMES,
@@ -94,11 +95,11 @@ class CatalogueColumn:
     def qualified(self) -> str:
         return f"{self.table.name}.{self.info.name}"
 
-    @property
+    @cached_property
     def is_measure(self) -> bool:
         return self.kind == "numeric" and not self.is_key
 
-    @property
+    @cached_property
     def is_groupable(self) -> bool:
         return self.kind in ("text", "boolean") and not self.is_key and not is_sensitive_column(self.name)
 
@@ -210,13 +211,22 @@ class Catalogue:
                 )
             self.tables.append(table)
         self.by_key: dict[TableKey, CatalogueTable] = {t.key: t for t in self.tables}
+        self._by_name: dict[str, list[CatalogueTable]] = {}
+        for table in self.tables:
+            self._by_name.setdefault(table.name.lower(), []).append(table)
         self._edges: dict[TableKey, list[Edge]] = {t.key: [] for t in self.tables}
+        self._targets: dict[int, CatalogueTable] = {}
+        self._referencing: dict[TableKey, list[tuple[CatalogueTable, CatalogueColumn]]] = {}
         for table in self.tables:
             for column in table.columns:
                 target = self._referenced(column.info.references, table.info.schema)
-                if target is None or target[0] is table:
-                    continue  # self-references (an employee's manager) never help a grouping
+                if target is None:
+                    continue
                 target_table, target_column = target
+                self._targets[id(column)] = target_table
+                if target_table is table:
+                    continue  # self-references (an employee's manager) never help a grouping
+                self._referencing.setdefault(target_table.key, []).append((table, column))
                 self._edges[table.key].append(
                     Edge(table.key, column.name, target_table.key, target_column, forward=True)
                 )
@@ -236,7 +246,7 @@ class Catalogue:
             ref_schema, ref_table, ref_column = schema, parts[0], parts[1]
         else:
             ref_schema, ref_table, ref_column = schema, parts[0], ""
-        matches = [t for t in self.tables if t.name.lower() == ref_table.lower()]
+        matches = self._by_name.get(ref_table.lower(), [])
         exact = [t for t in matches if t.info.schema == ref_schema]
         table = (exact or matches or [None])[0]
         if table is None:
@@ -251,18 +261,11 @@ class Catalogue:
 
     def target_of(self, column: CatalogueColumn) -> CatalogueTable | None:
         """The table a foreign-key column references (None for other columns)."""
-        found = self._referenced(column.info.references, column.table.info.schema)
-        return found[0] if found is not None else None
+        return self._targets.get(id(column))
 
     def referencing(self, entity: CatalogueTable) -> list[tuple[CatalogueTable, CatalogueColumn]]:
         """Other tables' foreign-key columns that reference `entity`, in catalogue order."""
-        return [
-            (table, column)
-            for table in self.tables
-            if table is not entity
-            for column in table.columns
-            if self.target_of(column) is entity
-        ]
+        return list(self._referencing.get(entity.key, []))
 
     def table(self, key: TableKey) -> CatalogueTable:
         return self.by_key[key]
@@ -270,9 +273,55 @@ class Catalogue:
     def column(self, key: TableKey, name: str) -> CatalogueColumn:
         return next(c for c in self.by_key[key].columns if c.name == name)
 
-    @property
+    @cached_property
     def columns(self) -> list[CatalogueColumn]:
         return [column for table in self.tables for column in table.columns]
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """Every word of every table and column name."""
+        return frozenset(w for t in self.tables for w in t.words) | frozenset(
+            w for c in self.columns for w in c.words
+        )
+
+    def columns_named(self, words: tuple[str, ...], *, numeric: bool) -> list[CatalogueColumn]:
+        """Measure (or grouping) columns called `words`, alone or after their table's name."""
+        return self._names[numeric].get(words, [])
+
+    def columns_ending(self, word: str, *, numeric: bool) -> list[CatalogueColumn]:
+        """Measure (or grouping) columns of several words whose last word is `word`."""
+        return self._endings[numeric].get(word, [])
+
+    @cached_property
+    def _names(self) -> dict[bool, dict[tuple[str, ...], list[CatalogueColumn]]]:
+        names: dict[bool, dict[tuple[str, ...], list[CatalogueColumn]]] = {True: {}, False: {}}
+        for column in self.columns:
+            for numeric, wanted in ((True, column.is_measure), (False, column.is_groupable)):
+                if wanted:
+                    for spelling in {column.words, (*column.table.words, *column.words)}:
+                        names[numeric].setdefault(spelling, []).append(column)
+        return names
+
+    @cached_property
+    def _endings(self) -> dict[bool, dict[str, list[CatalogueColumn]]]:
+        endings: dict[bool, dict[str, list[CatalogueColumn]]] = {True: {}, False: {}}
+        for column in self.columns:
+            for numeric, wanted in ((True, column.is_measure), (False, column.is_groupable)):
+                if wanted and len(column.words) > 1:
+                    endings[numeric].setdefault(column.words[-1], []).append(column)
+        return endings
+
+    @cached_property
+    def value_index(self) -> dict[tuple[str, ...], list[tuple[CatalogueColumn, str]]]:
+        """Catalogue values by their lowercase words, for finding them in a question."""
+
+        index: dict[tuple[str, ...], list[tuple[CatalogueColumn, str]]] = {}
+        for column in self.columns:
+            for value in column.values:
+                key = value_key(value)
+                if key and any(ch.isalpha() for ch in value):
+                    index.setdefault(key, []).append((column, value))
+        return index
 
     def paths_from(self, base: TableKey) -> dict[TableKey, Path]:
         """The cheapest join path from `base` to every reachable table.

@@ -10,8 +10,9 @@ import calendar
 import re
 from datetime import date, timedelta
 
-from apps.chat.providers.builtin.intent import TimeSpec, Token, is_year, number
+from apps.chat.providers.builtin.intent import TimeSpec
 from apps.chat.providers.builtin.plan import RelativeDate
+from apps.chat.providers.builtin.tokens import Token, is_year, number
 from apps.chat.providers.builtin.vocabulary import GRAIN_WORDS, MONTHS
 
 _QUARTER = re.compile(r"q([1-4])")

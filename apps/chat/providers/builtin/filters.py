@@ -5,8 +5,9 @@ adjectives ("active products")."""
 from dataclasses import replace
 
 from apps.chat.providers.builtin.catalogue import CatalogueColumn, comment_values
-from apps.chat.providers.builtin.intent import FilterOption, FilterSpec, value_key
+from apps.chat.providers.builtin.intent import FilterOption, FilterSpec
 from apps.chat.providers.builtin.reader import BOUNDARY, TokenReader
+from apps.chat.providers.builtin.tokens import value_key
 from apps.chat.providers.builtin.vocabulary import GRAIN_WORDS, MEASURE_WORDS, STOP_WORDS
 from apps.connections.engines.base import SAMPLE_LIMIT
 

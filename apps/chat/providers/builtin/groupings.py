@@ -3,9 +3,10 @@
 from dataclasses import replace
 
 from apps.chat.providers.builtin.catalogue import CatalogueColumn
-from apps.chat.providers.builtin.intent import DimensionSpec, number
+from apps.chat.providers.builtin.intent import DimensionSpec
 from apps.chat.providers.builtin.measures import MeasurePasses
 from apps.chat.providers.builtin.reader import BOUNDARY, COUNT_LEADS
+from apps.chat.providers.builtin.tokens import number
 from apps.chat.providers.builtin.vocabulary import GRAIN_ADVERBS, GRAIN_WORDS, MEASURE_WORDS, TREND_WORDS
 
 _DIMENSION_KEYWORDS: tuple[tuple[str, ...], ...] = (

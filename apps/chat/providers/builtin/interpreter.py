@@ -15,17 +15,11 @@ from apps.chat.providers.builtin.catalogue import Catalogue, CatalogueColumn, Ca
 from apps.chat.providers.builtin.dates import read_dates
 from apps.chat.providers.builtin.filters import FilterPasses
 from apps.chat.providers.builtin.groupings import GroupingPasses
-from apps.chat.providers.builtin.intent import (
-    DimensionSpec,
-    Intent,
-    MeasureSpec,
-    Unanswerable,
-    merge,
-    number,
-)
+from apps.chat.providers.builtin.intent import DimensionSpec, Intent, MeasureSpec, Unanswerable, merge
 from apps.chat.providers.builtin.plan import QueryPlan
 from apps.chat.providers.builtin.planner import plan_query
 from apps.chat.providers.builtin.reader import BOUNDARY, SUPERLATIVE_AGGREGATION, SUPERLATIVE_MEASURES
+from apps.chat.providers.builtin.tokens import number
 from apps.chat.providers.builtin.vocabulary import (
     GRAIN_ADVERBS,
     GRAIN_WORDS,

@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from apps.chat.providers.base import QuestionContext
+from apps.chat.providers.builtin.sqlgen import normalise_dialect
 from apps.chat.providers.builtin.vocabulary import GRAINS, plural
 
 _ISO_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ]00:00:00(?:\.0+)?(?:[+-]00(?::?00)?|Z)?)?$")
@@ -73,13 +74,30 @@ def _label_value(value: Any, grain: str | None) -> str:
     return text
 
 
+def _unwrapped(tree: exp.Expression | None) -> exp.Expression | None:
+    """The query inside SELECT * FROM (<query>) AS _q LIMIT n, as the executor may wrap it."""
+    while (
+        isinstance(tree, exp.Select)
+        and len(tree.expressions) == 1
+        and isinstance(tree.expressions[0], exp.Star)
+    ):
+        source = tree.args.get("from_")
+        if source is None or not isinstance(source.this, exp.Subquery):
+            break
+        tree = source.this.this
+    return tree
+
+
 def _classify(context: QuestionContext) -> list[_Column]:
     names = [c.get("name", "") for c in context.columns]
     aggregates: dict[str, bool] = {}
     try:
-        tree = sqlglot.parse_one(context.sql, read=context.dialect) if context.sql else None
-    except Exception:  # whatever sqlglot raises, the narrator falls back to looking at values
+        tree = (
+            sqlglot.parse_one(context.sql, read=normalise_dialect(context.dialect)) if context.sql else None
+        )
+    except Exception:  # whatever sqlglot (or an unknown dialect) raises, the values still speak
         tree = None
+    tree = _unwrapped(tree)
     if isinstance(tree, exp.Select):
         for projection in tree.expressions:
             inner = projection.this if isinstance(projection, exp.Alias) else projection

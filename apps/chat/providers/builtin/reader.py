@@ -7,7 +7,8 @@ see what is left.
 """
 
 from apps.chat.providers.builtin.catalogue import Catalogue, CatalogueColumn, CatalogueTable
-from apps.chat.providers.builtin.intent import Intent, tokenize, value_key
+from apps.chat.providers.builtin.intent import Intent
+from apps.chat.providers.builtin.tokens import tokenize
 from apps.chat.providers.builtin.vocabulary import ENTITY_SYNONYMS, PHRASE_REWRITES, word_set
 
 # Words that end a phrase after "by"/"per" or a filter value.
@@ -48,19 +49,8 @@ class TokenReader:
         self.order_phrase: tuple[int, int] | None = None
         self.popularity_allowed = True
         self.top_without_count = False
-        self.value_index = self._build_value_index()
-        self.catalogue_words = {w for t in catalogue.tables for w in t.words} | {
-            w for c in catalogue.columns for w in c.words
-        }
-
-    def _build_value_index(self) -> dict[tuple[str, ...], list[tuple[CatalogueColumn, str]]]:
-        index: dict[tuple[str, ...], list[tuple[CatalogueColumn, str]]] = {}
-        for column in self.catalogue.columns:
-            for value in column.values:
-                key = value_key(value)
-                if key and any(ch.isalpha() for ch in value):
-                    index.setdefault(key, []).append((column, value))
-        return index
+        self.value_index = catalogue.value_index
+        self.catalogue_words = catalogue.words
 
     def _free(self, start: int, length: int) -> bool:
         end = start + length
@@ -100,27 +90,15 @@ class TokenReader:
         for length in range(min(5, len(self.tokens) - i), 0, -1):
             if not self._free(i, length):
                 continue
-            words = self._words(i, i + length)
-            found = []
-            for column in self.catalogue.columns:
-                wanted = column.is_measure if numeric else column.is_groupable
-                if not wanted:
-                    continue
-                if column.words == words or (*column.table.words, *column.words) == words:
-                    found.append((column, 10.0))
+            found = self.catalogue.columns_named(self._words(i, i + length), numeric=numeric)
             if found:
-                return found, length
+                return [(column, 10.0) for column in found], length
         return [], 0
 
     def _partial_columns(self, word: str, *, numeric: bool) -> list[tuple[CatalogueColumn, float]]:
         """Columns whose name ends with `word` ("country" -> BillingCountry), scored below a
         full name; "first" never means FirstName."""
-        found = []
-        for column in self.catalogue.columns:
-            wanted = column.is_measure if numeric else column.is_groupable
-            if wanted and len(column.words) > 1 and column.words[-1] == word:
-                found.append((column, 6.0))
-        return found
+        return [(column, 6.0) for column in self.catalogue.columns_ending(word, numeric=numeric)]
 
     def _skip(self, i: int, words: frozenset[str] | set[str]) -> int:
         while i < len(self.tokens) and not self.tokens[i].used and self.tokens[i].low in words:
