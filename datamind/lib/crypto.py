@@ -63,3 +63,25 @@ class EncryptedTextField(models.TextField):
         if not value:
             return value
         return encrypt(value)
+
+
+def encrypted_values_rotate() -> dict[str, int]:
+    """Re-encrypt every stored secret with the first key of FIELD_ENCRYPTION_KEYS.
+
+    Reading decrypts with whichever key works and writing encrypts with the first, so after a
+    new key is put first and this has run, the old keys can be removed. Returns rows per field.
+    """
+    from django.apps import apps
+    from django.db import transaction
+
+    rotated: dict[str, int] = {}
+    with transaction.atomic():
+        for model in apps.get_models():
+            for field in model._meta.concrete_fields:
+                if not isinstance(field, EncryptedTextField):
+                    continue
+                rows = model.objects.exclude(**{field.name: ""}).values_list("pk", field.name)
+                for pk, plaintext in rows.iterator():
+                    model.objects.filter(pk=pk).update(**{field.name: plaintext})
+                rotated[f"{model._meta.label}.{field.name}"] = rows.count()
+    return rotated
