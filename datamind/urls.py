@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts import urls as accounts_urls
+from apps.billing import urls as billing_urls
 from apps.chat import urls as chat_urls
 from apps.connections import urls as connections_urls
 from datamind import health
@@ -12,6 +13,7 @@ api_v1 = [
     path("", include((accounts_urls.api_urlpatterns, "accounts"), namespace="accounts-api")),
     path("", include((connections_urls.api_urlpatterns, "connections"), namespace="connections-api")),
     path("", include((chat_urls.api_urlpatterns, "chat"), namespace="chat-api")),
+    path("", include((billing_urls.api_urlpatterns, "billing"), namespace="billing-api")),
 ]
 
 urlpatterns = [

@@ -7,7 +7,7 @@ from django.db.models import Count, DecimalField, IntegerField, OuterRef, QueryS
 from django.db.models.functions import Coalesce, TruncDate
 
 from apps.accounts.models import Organization
-from apps.billing.models import BudgetPeriod, UsageRecord
+from apps.billing.models import BudgetPeriod, BudgetSettings, UsageRecord
 from apps.chat.models import ChatMessage, MessageRole
 
 
@@ -109,3 +109,13 @@ def usage_top_questions(*, org: Organization, period: BudgetPeriod, limit: int =
         .select_related("session", "session__user", "session__connection")
         .order_by("-tokens", "-id")[:limit]
     )
+
+
+def usage_ledger(*, org: Organization, period: BudgetPeriod) -> QuerySet[UsageRecord]:
+    """The period's ledger, oldest first, with the person for each row (the CSV export)."""
+    return usage_in_period(org=org, period=period).select_related("user").order_by("created_at", "id")
+
+
+def budget_settings_get(*, org: Organization) -> BudgetSettings:
+    """The org's budget choices; an unsaved default when an admin never changed them."""
+    return BudgetSettings.objects.filter(org=org).first() or BudgetSettings(org=org)
