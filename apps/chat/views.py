@@ -1,6 +1,7 @@
 from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -48,10 +49,17 @@ def index(request: AuthenticatedRequest) -> HttpResponse:
 
 
 def _suggestions(connections: list[Connection]) -> list[dict]:
-    return [
-        {"connection": c, "questions": suggested_questions(catalogue_snapshot(connection=c), limit=4)}
-        for c in connections
-    ]
+    return [{"connection": c, "questions": _suggested_questions(c)} for c in connections]
+
+
+def _suggested_questions(connection: Connection) -> list[str]:
+    # Working them out reads the whole catalogue (half a second for hundreds of tables); they
+    # change only when the catalogue does, whose version is part of the key.
+    return cache.get_or_set(
+        f"datamind:chat:suggestions:{connection.pk}:{connection.catalogue_version}",
+        lambda: suggested_questions(catalogue_snapshot(connection=connection), limit=4),
+        timeout=24 * 3600,
+    )
 
 
 @require_GET
@@ -100,9 +108,7 @@ def session_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         "sessions": session_list(org=request.user.org, user=request.user)[:SIDEBAR_SESSIONS],
         "provider": provider_services.provider_description(request.user.org),
         "suggestions": (
-            suggested_questions(catalogue_snapshot(connection=connection), limit=4)
-            if connection is not None and not chat_messages
-            else []
+            _suggested_questions(connection) if connection is not None and not chat_messages else []
         ),
         "version": vega_bundle_version(),
         "budget": budget_remaining(org=request.user.org),

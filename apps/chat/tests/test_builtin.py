@@ -1,8 +1,10 @@
 """The built-in offline engine, judged by results: each question's SQL is run on a real database
 and must return the same rows as SQL written by hand for that question.
 
-The catalogues come from the project's own engines introspecting the demo warehouse (DuckDB) and
-Chinook (SQLite), exactly as the chat pipeline would see them. No Django database is needed.
+The catalogues come from the project's own engines introspecting the demo warehouse (DuckDB),
+Chinook (SQLite) and two small databases of other shapes, exactly as the chat pipeline would see
+them. The small help desk is also loaded into PostgreSQL and MariaDB (skipped when unreachable),
+where each dialect's SQL must return what SQLite returns. No Django database is needed.
 """
 
 import math
@@ -630,13 +632,28 @@ def test_suggested_questions_fit_other_catalogues(other_databases) -> None:
 
 # The same help desk on PostgreSQL and MariaDB: each dialect's SQL runs on its own server -------
 
-SCRATCH = f"dm_builtin_{os.getpid()}"
+SCRATCH_PREFIX = "dm_builtin_"
+SCRATCH = f"{SCRATCH_PREFIX}{os.getpid()}"
 CROSS_DIALECT_QUESTIONS = [case.question for case in HELP_DESK_CASES] + [
     "number of tickets by quarter", "number of tickets by year", "tickets by day in March 2025",
     "tickets in the last 30 days", "tickets last month", "tickets this year by month", "tickets last week",
     "tickets in the past 3 months", "tickets today", "average minutes spent by priority in 2025",
     "top 2 departments by minutes spent", "tickets where priority is HIGH",
 ]  # fmt: skip
+
+
+def _left_by_a_dead_run(name: str) -> bool:
+    """A scratch database named after a test process that no longer exists (killed mid-run)."""
+    pid = name.removeprefix(SCRATCH_PREFIX)
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _load_help_desk(cursor: Any, rows: dict[str, list[tuple]], *, datetime_type: str) -> None:
@@ -659,6 +676,11 @@ def postgres_help_desk(help_desk_data):
         admin = psycopg.connect(**params, dbname="postgres", autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
         pytest.skip(f"PostgreSQL is not reachable: {error}")
+    for (name,) in admin.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s", [SCRATCH_PREFIX + "%"]
+    ):
+        if _left_by_a_dead_run(name):
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.execute(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
     admin.execute(f'CREATE DATABASE "{SCRATCH}"')
     connection = psycopg.connect(**params, dbname=SCRATCH, autocommit=True)
@@ -677,6 +699,10 @@ def mysql_help_desk(help_desk_data):
     except pymysql.err.MySQLError as error:
         pytest.skip(f"MariaDB/MySQL is not reachable: {error}")
     cursor = connection.cursor()
+    cursor.execute("SHOW DATABASES LIKE %s", (SCRATCH_PREFIX + "%",))
+    for (name,) in cursor.fetchall():
+        if _left_by_a_dead_run(name):
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
     cursor.execute(f"DROP DATABASE IF EXISTS `{SCRATCH}`")
     cursor.execute(f"CREATE DATABASE `{SCRATCH}`")
     cursor.execute(f"USE `{SCRATCH}`")
