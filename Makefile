@@ -66,7 +66,7 @@ test: $(VENV)/.dev-installed services browser lint
 	DJANGO_ALLOW_ASYNC_UNSAFE=true $(BIN)/pytest -m browser
 
 bench: $(VENV)/.dev-installed services
-	@for b in bench/*.py; do echo "== $$b"; DJANGO_SETTINGS_MODULE=datamind.test_settings $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; DJANGO_SETTINGS_MODULE=datamind.test_settings $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) var staticfiles
