@@ -17,8 +17,7 @@
   }
 
   function scrollToEnd() {
-    var list = document.getElementById("chat-messages");
-    if (list) list.scrollTop = list.scrollHeight;
+    window.scrollTo({ top: document.body.scrollHeight });
   }
 
   document.addEventListener("keydown", function (event) {
