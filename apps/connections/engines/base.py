@@ -9,6 +9,7 @@ mode with a timeout, even if the validator (the first lock) were bypassed.
 import datetime as dt
 import decimal
 import math
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -92,6 +93,27 @@ class QueryResult:
     row_count: int
     truncated: bool
     elapsed_ms: int
+
+    @classmethod
+    def from_fetched(
+        cls,
+        columns: list[ResultColumn],
+        fetched: list,
+        *,
+        row_cap: int,
+        started: float,
+        convert: Callable[[list], list] | None = None,
+    ) -> "QueryResult":
+        """The result of `fetched` (at most row_cap + 1 rows: one more than the cap shows that it
+        was cut), made JSON-safe by `convert` (convert_rows unless the engine knows better)."""
+        rows = (convert or convert_rows)(fetched[:row_cap])
+        return cls(
+            columns=columns,
+            rows=rows,
+            row_count=len(rows),
+            truncated=len(fetched) > row_cap,
+            elapsed_ms=round((time.perf_counter() - started) * 1000),
+        )
 
     def as_dict(self) -> dict:
         return {

@@ -263,15 +263,7 @@ class DuckDBEngine(Engine):
             if state["cancelled"]:  # interrupt() finds nothing to stop before the statement starts
                 raise QueryCancelled("The query was stopped.")
             rows = conn.execute(query).fetchmany(row_cap + 1)
-        truncated = len(rows) > row_cap
-        rows = convert_rows(rows[:row_cap])
-        return QueryResult(
-            columns=columns,
-            rows=rows,
-            row_count=len(rows),
-            truncated=truncated,
-            elapsed_ms=round((time.perf_counter() - started) * 1000),
-        )
+        return QueryResult.from_fetched(columns, rows, row_cap=row_cap, started=started)
 
     def stream_rows(
         self, spec: ConnectionSpec, sql_text: str, *, batch_size: int = 5000

@@ -476,15 +476,7 @@ class MySQLEngine(Engine):
             cursor.execute(sql_text)
             rows = list(cursor.fetchmany(row_cap + 1)) if cursor.description else []
             columns = _result_columns(cursor.description, rows)
-        truncated = len(rows) > row_cap
-        rows = convert_rows(rows[:row_cap])
-        return QueryResult(
-            columns=columns,
-            rows=rows,
-            row_count=len(rows),
-            truncated=truncated,
-            elapsed_ms=round((time.perf_counter() - started) * 1000),
-        )
+        return QueryResult.from_fetched(columns, rows, row_cap=row_cap, started=started)
 
     def stream_rows(
         self, spec: ConnectionSpec, sql_text: str, *, batch_size: int = 5000

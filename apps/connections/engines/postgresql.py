@@ -10,7 +10,7 @@ the transaction is always rolled back, never committed.
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -215,6 +215,14 @@ def _query_error(exc: psycopg.Error, state: dict, timeout_s: float) -> Exception
     return QueryFailed(message or "The database could not run this query.")
 
 
+def _json_ready_converter(columns: list[ResultColumn]) -> Callable[[list], list]:
+    """Rows of JSON-ready types need only their NaNs and infinities replaced; others convert."""
+    if any(c.type not in _JSON_READY_TYPES for c in columns):
+        return convert_rows
+    floats = [i for i, c in enumerate(columns) if c.type in _FLOAT_TYPES]
+    return lambda rows: finite_rows(rows, floats)
+
+
 def _result_columns(conn: psycopg.Connection, cursor: psycopg.Cursor) -> list[ResultColumn]:
     columns = []
     for col in cursor.description or []:
@@ -282,18 +290,8 @@ class PostgresEngine(Engine):
             cursor.execute(sql_text, prepare=True)
             rows = cursor.fetchmany(row_cap + 1) if cursor.description else []
             columns = _result_columns(conn, cursor)
-        truncated = len(rows) > row_cap
-        rows = rows[:row_cap]
-        if any(c.type not in _JSON_READY_TYPES for c in columns):
-            rows = convert_rows(rows)
-        else:
-            rows = finite_rows(rows, [i for i, c in enumerate(columns) if c.type in _FLOAT_TYPES])
-        return QueryResult(
-            columns=columns,
-            rows=rows,
-            row_count=len(rows),
-            truncated=truncated,
-            elapsed_ms=round((time.perf_counter() - started) * 1000),
+        return QueryResult.from_fetched(
+            columns, rows, row_cap=row_cap, started=started, convert=_json_ready_converter(columns)
         )
 
     def stream_rows(
@@ -303,11 +301,11 @@ class PostgresEngine(Engine):
             cursor = conn.cursor(name="datamind_stream")
             cursor.execute(sql_text)
             batch = cursor.fetchmany(batch_size)
-            yield _result_columns(conn, cursor)
-            json_ready = all(c.type in _JSON_READY_TYPES for c in _result_columns(conn, cursor))
-            floats = [i for i, c in enumerate(_result_columns(conn, cursor)) if c.type in _FLOAT_TYPES]
+            columns = _result_columns(conn, cursor)
+            convert = _json_ready_converter(columns)
+            yield columns
             while batch:
-                yield finite_rows(batch, floats) if json_ready else convert_rows(batch)
+                yield convert(batch)
                 batch = cursor.fetchmany(batch_size)
             cursor.close()
 
