@@ -14,17 +14,20 @@ from anthropic.types import MessageParam
 from django.conf import settings
 
 from apps.chat.providers import register
-from apps.chat.providers.base import Prompt, Provider, ProviderError, Usage
+from apps.chat.providers.base import (
+    CONNECT_TIMEOUT,
+    MAX_RETRIES,
+    MID_WAY,
+    REASON_LIMIT,
+    Prompt,
+    Provider,
+    ProviderError,
+    Usage,
+)
 
 logger = structlog.get_logger(__name__)
 
-# The SDK retries connection errors, 429 and 5xx (honouring retry-after) this many times before
-# an error reaches us; more would keep a user watching an empty answer for too long.
-MAX_RETRIES = 1
-CONNECT_TIMEOUT = 10.0
 KEY_REFUSED = "The Anthropic API key was refused. Check it in Settings, Language model."
-MID_WAY = "The model stopped answering mid-way. Try again."
-REASON_LIMIT = 300
 RETRYABLE_ERROR_TYPES = {"rate_limit_error", "overloaded_error", "api_error", "timeout_error"}
 
 

@@ -13,6 +13,14 @@ from typing import Any, ClassVar, Literal
 from apps.connections.engines.base import TableInfo
 from datamind.lib.exceptions import DataMindError
 
+# The SDK retries connection errors, 429 and 5xx (honouring retry-after) this many times before
+# an error reaches us; more would keep a user watching an empty answer for too long.
+MAX_RETRIES = 1
+CONNECT_TIMEOUT = 10.0
+MID_WAY = "The model stopped answering mid-way. Try again."
+# Provider error messages are quoted to users up to this length, never as raw bodies.
+REASON_LIMIT = 300
+
 
 class ProviderError(DataMindError):
     """The language model could not answer."""

@@ -15,21 +15,24 @@ from django.conf import settings
 from openai.types.chat import ChatCompletionMessageParam
 
 from apps.chat.providers import register
-from apps.chat.providers.base import Prompt, Provider, ProviderError, Usage
+from apps.chat.providers.base import (
+    CONNECT_TIMEOUT,
+    MAX_RETRIES,
+    MID_WAY,
+    REASON_LIMIT,
+    Prompt,
+    Provider,
+    ProviderError,
+    Usage,
+)
 
 logger = structlog.get_logger(__name__)
 
-# The SDK retries connection errors, 429 and 5xx (honouring retry-after) this many times before
-# an error reaches us; more would keep a user watching an empty answer for too long.
-MAX_RETRIES = 1
-CONNECT_TIMEOUT = 10.0
 # Self-hosted servers usually need no key, but the SDK refuses to start without one.
 NO_KEY = "not-needed"
 KEY_REFUSED = "The API key was refused by the OpenAI-compatible server. Check it in Settings, Language model."
-MID_WAY = "The model stopped answering mid-way. Try again."
 SERVER = "The OpenAI-compatible server"
 OPENAI_HOST = "api.openai.com"
-REASON_LIMIT = 300
 
 
 def _reason(error: openai.APIStatusError) -> str:
