@@ -130,7 +130,15 @@ def test_reserve_and_settle_are_one_statement_each_on_postgres(personas, django_
     with django_assert_num_queries(1):
         reservation = budget_reserve(org=personas.org, user=personas.analyst, amount=1_000)
     with django_assert_num_queries(1):
-        settle(reservation, 800, user=personas.analyst)
+        budget_settle(
+            reservation=reservation,
+            input_tokens=600,
+            output_tokens=200,
+            provider="anthropic",
+            model="claude-test",
+            purpose="generation",
+            user=personas.analyst,
+        )
     assert budget_remaining(org=personas.org)["used"] == 800
 
 
