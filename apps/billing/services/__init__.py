@@ -7,6 +7,7 @@ from apps.billing.services.budgets import budget_update
 from apps.billing.services.ledger import usage_record
 from apps.billing.services.periods import (
     budget_period_current,
+    budget_period_of_month,
     budget_periods_open,
     budget_remaining,
     budget_standing,
@@ -27,6 +28,7 @@ __all__ = [
     "WARNING_LEVELS",
     "BudgetExhausted",
     "budget_period_current",
+    "budget_period_of_month",
     "budget_periods_open",
     "budget_release",
     "budget_remaining",

@@ -65,6 +65,17 @@ def budget_period_current(*, org: Organization, at: datetime.datetime | None = N
     return period
 
 
+def budget_period_of_month(*, org: Organization, start: datetime.date | None) -> BudgetPeriod:
+    """The org's period that began on `start` (a first of month), or the current one for None.
+
+    Raises BudgetPeriod.DoesNotExist for a month the org has no period for (before it existed, in
+    the future, or another org's); the current month is opened if it is missing.
+    """
+    if start is None or start == period_start(org=org):
+        return budget_period_current(org=org)
+    return BudgetPeriod.objects.get(org=org, period_start=start)
+
+
 def budget_remaining(*, org: Organization) -> dict[str, Any]:
     """Where the org stands this month, for pages and refusal messages."""
     return budget_standing(period=budget_period_current(org=org))
