@@ -13,6 +13,7 @@ from apps.billing.services.periods import (
     budget_standing,
     budget_tokens,
 )
+from apps.billing.services.reconcile import budget_period_reconcile, budget_periods_reconcile
 from apps.billing.services.reservations import (
     RESERVATION_TTL,
     BudgetExhausted,
@@ -29,7 +30,9 @@ __all__ = [
     "BudgetExhausted",
     "budget_period_current",
     "budget_period_of_month",
+    "budget_period_reconcile",
     "budget_periods_open",
+    "budget_periods_reconcile",
     "budget_release",
     "budget_remaining",
     "budget_reserve",
