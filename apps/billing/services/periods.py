@@ -92,6 +92,9 @@ def budget_standing(*, period: BudgetPeriod) -> dict[str, Any]:
         "remaining": remaining,
         "percent_used": percent,
         "resets_on": period.period_end,
+        # Less than a fifth left, counting the tokens held for questions being answered now: when
+        # the chat starts telling people how much is left.
+        "low": remaining * 5 < period.budget,
     }
 
 

@@ -113,6 +113,7 @@ def test_a_reservation_holds_tokens_and_settling_replaces_them_with_the_actual(b
         "remaining": 6_000,
         "percent_used": 0.0,
         "resets_on": None,
+        "low": False,
     }
     record = settle(reservation, 2_500, session_id=None)
     remaining = budget_remaining(org=budget_10k)
@@ -146,6 +147,15 @@ def test_the_first_reservation_of_a_month_opens_its_period(personas):
     reservation = budget_reserve(org=personas.org, user=personas.analyst, amount=1_000)
     assert reservation.period == budget_period_current(org=personas.org)
     assert reservation.period.reserved == 1_000
+
+
+def test_the_budget_is_low_when_less_than_a_fifth_is_left_counting_holds(budget_10k, personas):
+    settle(budget_reserve(org=budget_10k, user=personas.analyst, amount=7_000), 7_000)
+    assert budget_remaining(org=budget_10k)["low"] is False  # 3,000 left
+    held = budget_reserve(org=budget_10k, user=personas.analyst, amount=1_500)
+    assert budget_remaining(org=budget_10k)["low"] is True  # 1,500 left, 70% used
+    budget_release(reservation=held)
+    assert budget_remaining(org=budget_10k)["low"] is False
 
 
 def test_settling_twice_counts_the_tokens_once(budget_10k, personas):
@@ -226,6 +236,7 @@ def test_releasing_gives_the_tokens_back_once(budget_10k, personas):
         "remaining": 9_000,
         "percent_used": 10.0,
         "resets_on": None,
+        "low": False,
     }
 
 
