@@ -61,6 +61,10 @@ def _one_statement() -> bool:
 # latest committed row after waiting for its lock, so concurrent reservations queue up and the
 # last ones see there is no room left. The reservation row is inserted only if the hold was taken.
 # A zero-token reservation (the built-in engine) always goes through, even when the month is spent.
+# `relaxed`: a hold need not survive a database crash (Postgres then restores a state in which the
+# row and the counter were never written, together; settling a lost hold still counts its tokens),
+# so its commit does not wait for the WAL flush, which the period row's lock would be held through.
+# It is transaction-local: in autocommit it ends with this statement; the settlement stays durable.
 _RESERVE_SQL = """
 WITH relaxed AS (
     SELECT set_config('synchronous_commit', 'off', true)
