@@ -3,6 +3,8 @@ import datetime
 import io
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -215,3 +217,21 @@ def test_the_ledger_of_a_past_month_has_only_its_rows(client, personas):
     assert f'filename="usage-{past.period_start:%Y-%m}.csv"' in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [row["input_tokens"] for row in rows] == ["4321"]
+
+
+def test_the_usage_page_costs_the_same_queries_however_many_months_and_rows(client, personas):
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(INDEX).status_code == 200
+        return len(queries)
+
+    client.force_login(personas.viewer)
+    last_month(personas.org)
+    UsageRecordFactory(org=personas.org, user=personas.analyst)
+    page_queries()  # the first visit of the month opens its period
+    before = page_queries()
+    for days in (70, 100, 130):
+        period = budget_period_current(org=personas.org, at=timezone.now() - datetime.timedelta(days=days))
+        UsageRecordFactory(org=personas.org, created_at=period.starts_at)
+    UsageRecordFactory.create_batch(5, org=personas.org, user=personas.admin)
+    assert page_queries() == before
