@@ -88,20 +88,30 @@ def run_concurrent(action: Callable[[], object], per_worker: int) -> tuple[list[
     Returns the samples and the wall time from the common start to the last answer."""
     from django.db import connection
 
-    start = threading.Barrier(WORKERS + 1)
+    start = threading.Barrier(WORKERS + 1, timeout=300)  # a stuck run fails instead of hanging
 
     def worker(_: int) -> list[float]:
         try:
             action()
             start.wait()
             return [timed(action) for _ in range(per_worker)]
+        except BaseException:
+            start.abort()  # the others stop waiting, and future.result() below raises this
+            raise
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = [pool.submit(worker, i) for i in range(WORKERS)]
-        start.wait()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            start.wait()
         started = time.perf_counter()
+        failures = [f.exception() for f in futures]
+        # The worker that failed, not the others it woke up with a broken barrier.
+        for failure in sorted(
+            filter(None, failures), key=lambda e: isinstance(e, threading.BrokenBarrierError)
+        ):
+            raise failure
         samples = [t for future in futures for t in future.result()]
     return samples, time.perf_counter() - started
 
