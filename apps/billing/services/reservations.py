@@ -305,14 +305,24 @@ def budget_settle(
 # Release ------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
-def budget_release(*, reservation: Reservation) -> bool:
-    """Give back a hold whose call failed or was cancelled. Returns False if it was already closed.
+# Close the reservation if it is still open and give its tokens back, in one statement for the
+# same reason as the others: a burst of stopped questions must not hold the period row's lock
+# across round trips. The count says whether this call was the one that released it.
+_RELEASE_SQL = """
+WITH released AS (
+    UPDATE billing_reservation SET released_at = %(now)s
+    WHERE id = %(reservation)s AND settled_at IS NULL AND released_at IS NULL
+    RETURNING period_id, amount
+), given_back AS (
+    UPDATE billing_budgetperiod SET reserved = reserved - released.amount
+    FROM released WHERE billing_budgetperiod.id = released.period_id AND released.amount > 0
+)
+SELECT count(*) FROM released
+"""
 
-    Idempotent: the conditional update lets exactly one caller (the pipeline, the expiry sweep,
-    a retried task) give the tokens back.
-    """
-    now = timezone.now()
+
+@transaction.atomic
+def _release_in_transaction(reservation: Reservation, now: datetime.datetime) -> bool:
     released = Reservation.objects.filter(
         pk=reservation.pk, settled_at__isnull=True, released_at__isnull=True
     ).update(released_at=now)
@@ -320,9 +330,25 @@ def budget_release(*, reservation: Reservation) -> bool:
         BudgetPeriod.objects.filter(pk=reservation.period_id).update(
             reserved=F("reserved") - reservation.amount
         )
+    return bool(released)
+
+
+def budget_release(*, reservation: Reservation) -> bool:
+    """Give back a hold whose call failed or was cancelled. Returns False if it was already closed.
+
+    Idempotent: the conditional update lets exactly one caller (the pipeline, the expiry sweep,
+    a retried task) give the tokens back.
+    """
+    now = timezone.now()
+    if _one_statement():
+        with connection.cursor() as cursor:
+            cursor.execute(_RELEASE_SQL, {"reservation": reservation.pk, "now": now})
+            released = bool(cursor.fetchone()[0])
+    else:
+        released = _release_in_transaction(reservation, now)
     if released:
         reservation.released_at = now
-    return bool(released)
+    return released
 
 
 def reservations_expire(*, at: datetime.datetime | None = None) -> int:

@@ -124,12 +124,15 @@ def test_a_reservation_holds_tokens_and_settling_replaces_them_with_the_actual(b
     assert reservation.settled_at is not None and reservation.usage_record == record
 
 
-def test_reserve_and_settle_are_one_statement_each_on_postgres(personas, django_assert_num_queries):
+def test_reserve_settle_and_release_are_one_statement_each_on_postgres(personas, django_assert_num_queries):
     # Each holds the period row's lock only while the server runs it (see services/reservations.py).
     BudgetSettingsFactory(org=personas.org, monthly_override=10_000)
     budget_period_current(org=personas.org)
     with django_assert_num_queries(1):
         reservation = budget_reserve(org=personas.org, user=personas.analyst, amount=1_000)
+    stopped = budget_reserve(org=personas.org, user=None, amount=500)
+    with django_assert_num_queries(1):
+        assert budget_release(reservation=stopped) is True
     with django_assert_num_queries(1):
         budget_settle(
             reservation=reservation,
@@ -140,7 +143,15 @@ def test_reserve_and_settle_are_one_statement_each_on_postgres(personas, django_
             purpose="generation",
             user=personas.analyst,
         )
-    assert budget_remaining(org=personas.org)["used"] == 800
+    assert budget_remaining(org=personas.org) | {"resets_on": None} == {
+        "budget": 10_000,
+        "used": 800,
+        "reserved": 0,
+        "remaining": 9_200,
+        "percent_used": 8.0,
+        "resets_on": None,
+        "low": False,
+    }
 
 
 def test_the_first_reservation_of_a_month_opens_its_period(personas):
