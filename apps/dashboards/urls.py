@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("new/", views.dashboard_create, name="dashboard-create"),
     path("pin/", views.pin, name="pin"),
+    path("pin/answers/<int:message_pk>/", views.pin, name="pin-answer"),
     path("<int:pk>/", views.dashboard_detail, name="dashboard-detail"),
     path("<int:pk>/edit/", views.dashboard_edit, name="dashboard-edit"),
     path("<int:pk>/delete/", views.dashboard_delete, name="dashboard-delete"),

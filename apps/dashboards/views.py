@@ -7,7 +7,7 @@ edit every dashboard they see. Another org's dashboard, or a colleague's private
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
@@ -282,11 +282,15 @@ def widget_delete(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     return redirect("dashboards:dashboard-detail", widget.dashboard_id)
 
 
-def _pin_source(request: AuthenticatedRequest, data: QueryDict) -> tuple[ChatMessage | None, Connection, str]:
+def _pin_source(
+    request: AuthenticatedRequest, data: QueryDict, message_pk: int | None
+) -> tuple[ChatMessage | None, Connection, str]:
     """What is being pinned: one of the person's chat answers, or SQL on one of the org's connections."""
     try:
-        if data.get("message"):
-            message = message_get(org=request.user.org, user=request.user, pk=int(data["message"]))
+        if message_pk or data.get("message"):
+            message = message_get(
+                org=request.user.org, user=request.user, pk=message_pk or int(data["message"])
+            )
             if message.session.connection is None or not message.sql:
                 raise Http404("This answer has no query to pin.")
             return message, message.session.connection, message.sql
@@ -301,9 +305,9 @@ def _pin_source(request: AuthenticatedRequest, data: QueryDict) -> tuple[ChatMes
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.ANALYST)
-def pin(request: AuthenticatedRequest) -> HttpResponse:
+def pin(request: AuthenticatedRequest, message_pk: int | None = None) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
-    message, connection, sql = _pin_source(request, data)
+    message, connection, sql = _pin_source(request, data, message_pk)
     dashboards = selectors.editable_dashboards(org=request.user.org, user=request.user)
     initial = {
         "message": message.pk if message else None,
@@ -433,7 +437,7 @@ def subscription_delete(request: AuthenticatedRequest, pk: int, subscription_pk:
 
 
 @require_http_methods(["GET", "POST"])
-def unsubscribe(request: AuthenticatedRequest, token: str) -> HttpResponse:
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """From an e-mail link, no log-in needed: the signed token names the subscription and address.
     GET asks for confirmation (mail scanners follow links); POST unsubscribes."""
     if request.method == "GET":

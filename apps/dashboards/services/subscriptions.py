@@ -6,6 +6,7 @@ beat tick, a redelivered task or two workers never send the same scheduled e-mai
 """
 
 import datetime as dt
+import smtplib
 
 import structlog
 from django.conf import settings
@@ -177,21 +178,14 @@ def _attachments(subscription: Subscription, results: list[WidgetData]) -> tuple
     return files, failures
 
 
-def subscription_deliver(*, delivery_id: int) -> SubscriptionDelivery:
-    """Send one scheduled e-mail to every recipient still subscribed, once."""
-    delivery = SubscriptionDelivery.objects.select_related(
-        "subscription", "subscription__dashboard", "subscription__org"
-    ).get(pk=delivery_id)
-    if not _claim(delivery_id):
-        return delivery
-    subscription = delivery.subscription
+def _send(
+    subscription: Subscription,
+    delivery: SubscriptionDelivery,
+    results: list[WidgetData],
+    files: list,
+    failures: list[str],
+) -> None:
     dashboard = subscription.dashboard
-    results = dashboard_results(dashboard=dashboard, use_cache=False)
-    files, failures = _attachments(subscription, results)
-    note = "\n".join(failures)
-    if failures and subscription.skip_on_failure:
-        SubscriptionDelivery.objects.filter(pk=delivery_id).update(status=DeliveryStatus.SKIPPED, note=note)
-        return delivery
     site = settings.SITE_URL.rstrip("/")
     for address in subscription.recipients:
         if address in subscription.unsubscribed:
@@ -215,6 +209,32 @@ def subscription_deliver(*, delivery_id: int) -> SubscriptionDelivery:
         for file_name, content, content_type in files:
             email.attach(file_name, content, content_type)
         email.send()
+
+
+def subscription_deliver(*, delivery_id: int) -> SubscriptionDelivery:
+    """Send one scheduled e-mail to every recipient still subscribed, once."""
+    delivery = SubscriptionDelivery.objects.select_related(
+        "subscription", "subscription__dashboard", "subscription__org"
+    ).get(pk=delivery_id)
+    if not _claim(delivery_id):
+        return delivery
+    subscription = delivery.subscription
+    dashboard = subscription.dashboard
+    results = dashboard_results(dashboard=dashboard, use_cache=False)
+    files, failures = _attachments(subscription, results)
+    note = "\n".join(failures)
+    if failures and subscription.skip_on_failure:
+        SubscriptionDelivery.objects.filter(pk=delivery_id).update(status=DeliveryStatus.SKIPPED, note=note)
+        return delivery
+    try:
+        _send(subscription, delivery, results, files, failures)
+    except (OSError, smtplib.SMTPException) as exc:
+        # Some recipients may have it already: marked failed, not retried, so nobody gets two.
+        logger.warning("subscription_send_failed", delivery_id=delivery_id, error=str(exc))
+        SubscriptionDelivery.objects.filter(pk=delivery_id).update(
+            status=DeliveryStatus.FAILED, note=str(exc)
+        )
+        return delivery
     SubscriptionDelivery.objects.filter(pk=delivery_id).update(
         status=DeliveryStatus.SENT, note=note, sent_at=timezone.now()
     )

@@ -115,7 +115,7 @@ def test_pinning_a_chat_answer_from_its_page(as_analyst, personas, shop_connecti
         chart={"kind": "table"},
     )
 
-    form = as_analyst.get(reverse("dashboards:pin") + f"?message={answer.pk}")
+    form = as_analyst.get(reverse("dashboards:pin-answer", args=[answer.pk]))
     assert 'value="sales by region"' in form.content.decode()
     as_analyst.post(
         reverse("dashboards:pin"),
@@ -132,7 +132,7 @@ def test_someone_elses_chat_answer_cannot_be_pinned(client, personas, shop_conne
     )
     client.force_login(personas.analyst)
 
-    assert client.get(reverse("dashboards:pin") + f"?message={answer.pk}").status_code == 404
+    assert client.get(reverse("dashboards:pin-answer", args=[answer.pk])).status_code == 404
 
 
 def test_editing_a_widget_with_unsafe_sql_is_refused_with_the_reason(as_analyst, widget):
