@@ -60,7 +60,9 @@ class PinForm(forms.Form):
     kind = forms.ChoiceField(
         choices=[c for c in WidgetKind.choices if c[0] != WidgetKind.TEXT], initial=WidgetKind.CHART
     )
-    mark = forms.ChoiceField(choices=MARK_CHOICES, label="Chart type", required=False)
+    mark = forms.ChoiceField(
+        choices=[("", "As the answer drew it"), *MARK_CHOICES], label="Chart type", required=False
+    )
     connection = forms.IntegerField(widget=forms.HiddenInput, required=False)
     message = forms.IntegerField(widget=forms.HiddenInput, required=False)
     sql = forms.CharField(widget=forms.HiddenInput, required=False)

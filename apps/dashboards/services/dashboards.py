@@ -11,6 +11,7 @@ from django.utils import timezone
 from apps.accounts.models import Organization, User
 from apps.accounts.services import audit_log_record
 from apps.chat.models import ChatMessage
+from apps.chat.services.charts import column_kinds
 from apps.connections.models import Connection
 from apps.connections.safety import UnsafeSQLError
 from apps.connections.services.execution import sql_make_safe
@@ -178,6 +179,7 @@ def widget_pin(
     kind: str = WidgetKind.CHART,
     dashboard: Dashboard | None = None,
     new_dashboard_title: str = "",
+    filter_columns: dict[str, str] | None = None,
 ) -> Widget:
     """Pin a query (a chat answer's or the SQL runner's) to a dashboard, or to a new one."""
     if dashboard is None and not new_dashboard_title.strip():
@@ -194,6 +196,7 @@ def widget_pin(
             connection=connection,
             sql=sql,
             chart=chart,
+            filter_columns=filter_columns or {},
         )
 
 
@@ -202,8 +205,18 @@ def widget_pin_answer(*, user: User, message: ChatMessage, mark: str = "", **cho
     chart = encoding_from_spec(message.chart) if message.chart.get("kind") == "vega-lite" else {}
     if mark:
         chart["mark"] = mark
+    # The answer's first date column is what the dashboard's date range most likely means.
+    kinds = column_kinds(message.columns, message.rows)
+    dates = [
+        column["name"] for column, kind in zip(message.columns, kinds, strict=True) if kind == "temporal"
+    ]
     return widget_pin(
-        user=user, connection=message.session.connection, sql=message.sql, chart=chart, **choices
+        user=user,
+        connection=message.session.connection,
+        sql=message.sql,
+        chart=chart,
+        filter_columns={DATE_KEY: dates[0]} if dates else {},
+        **choices,
     )
 
 

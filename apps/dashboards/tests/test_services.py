@@ -127,6 +127,28 @@ def test_pinning_a_chat_answer_keeps_its_query_and_chart(personas, shop_connecti
     assert widget_run(widget=widget).spec["encoding"]["x"]["field"] == "region"
 
 
+def test_pinning_an_answer_with_a_date_column_maps_the_date_filter_to_it(
+    personas, shop_connection, dashboard
+):
+    session = ChatSession.objects.create(org=personas.org, user=personas.analyst, connection=shop_connection)
+    answer = ChatMessage.objects.create(
+        session=session,
+        role=MessageRole.ASSISTANT,
+        status=MessageStatus.DONE,
+        sql="SELECT day, sum(amount) AS total FROM sales GROUP BY 1 ORDER BY 1",
+        columns=[{"name": "day", "type": "DATE"}, {"name": "total", "type": "DECIMAL(38,2)"}],
+        rows=[["2026-01-01", 10]],
+    )
+
+    widget = services.widget_pin_answer(
+        user=personas.analyst, message=answer, title="Daily", dashboard=dashboard
+    )
+
+    assert widget.filter_columns == {"date": "day"}
+    data = widget_run(widget=widget, filters=Filters(date_from=dt.date(2026, 3, 1)))
+    assert data.row_count == 31 and min(row[0] for row in data.rows) == "2026-03-01"
+
+
 def test_pinning_can_change_the_chart_type(personas, shop_connection, dashboard):
     widget = services.widget_pin(
         user=personas.analyst,
