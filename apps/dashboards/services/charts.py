@@ -140,14 +140,14 @@ def kpi(encoding: dict, columns: list[dict], rows: list[list]) -> dict[str, Any]
     }
 
 
-def _for_image(spec: dict) -> dict:
+def image_spec(spec: dict) -> dict:
     # "container" means the page's width; an image needs a fixed one.
     return {**spec, "width": IMAGE_WIDTH, "height": IMAGE_HEIGHT, "background": "white"}
 
 
 def chart_png(spec: dict) -> bytes:
-    return vl_convert.vegalite_to_png(vl_spec=_for_image(spec), scale=PNG_SCALE)
+    return vl_convert.vegalite_to_png(vl_spec=image_spec(spec), scale=PNG_SCALE)
 
 
 def chart_svg(spec: dict) -> str:
-    return vl_convert.vegalite_to_svg(vl_spec=_for_image(spec))
+    return vl_convert.vegalite_to_svg(vl_spec=image_spec(spec))

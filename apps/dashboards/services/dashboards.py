@@ -138,7 +138,7 @@ def _checked_widget(widget: Widget, user: User) -> None:
     if widget.kind != WidgetKind.TEXT:
         _checked_sql(widget.connection, widget.sql, user)
     chart = widget.chart or {}
-    if chart.get("mark", "bar") not in MARKS or chart.get("aggregate", "") not in AGGREGATES:
+    if (chart.get("mark") or "bar") not in MARKS or (chart.get("aggregate") or "") not in AGGREGATES:
         raise ValidationError({"chart": "Choose a chart type and aggregation from the lists."})
     if widget.width not in Widget.WIDTHS or widget.height not in Widget.HEIGHTS:
         raise ValidationError({"width": "Choose a size from the lists."})
