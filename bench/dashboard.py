@@ -11,8 +11,8 @@ database and Redis db that this script creates and always removes:
 - 20 viewers at once, each loading the page and its 12 widgets (3 requests in flight per viewer:
   60 at once, within the shared Postgres server's connection slots);
 - server-side chart images: vl-convert PNG and SVG per chart widget.
-Each figure is printed beside its reference from the same run: the log-in page (a request through
-daphne and Django rendering a small page: the log-in page) for pages and fragments, and vl-convert's own Vega-Lite
+Each figure is printed beside its reference from the same run: the log-in page (a small page
+through daphne and the same middleware) for pages and fragments, and vl-convert's own Vega-Lite
 compile for the images. Verdicts are information: the exit status never depends on a timing.
 """
 
