@@ -46,6 +46,10 @@ class SubscriptionAdmin(OrgScopedAdmin):
     list_filter = ("is_active",)
     readonly_fields = ("next_run_at", "created_at", "unsubscribed")
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Made on the dashboard's page, where recipients are checked and the next run computed.
+        return False
+
 
 @admin.register(SubscriptionDelivery)
 class SubscriptionDeliveryAdmin(OrgScopedAdmin):
@@ -65,6 +69,7 @@ class SubscriptionDeliveryAdmin(OrgScopedAdmin):
 class ExternalRecipientAdmin(OrgScopedAdmin):
     list_display = ("address", "org", "created_at")
     search_fields = ("address",)
+    readonly_fields = ("created_at",)
 
     def save_model(self, request: HttpRequest, obj: ExternalRecipient, form: Any, change: bool) -> None:
         obj.address = obj.address.strip().lower()
