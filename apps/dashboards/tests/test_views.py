@@ -293,3 +293,38 @@ def test_anonymous_visitors_are_sent_to_log_in(client, dashboard, widget):
 def test_the_wrong_method_is_refused(as_analyst, dashboard, widget):
     assert as_analyst.get(reverse("dashboards:dashboard-delete", args=[dashboard.pk])).status_code == 405
     assert as_analyst.post(_widget_url("widget-fragment", widget)).status_code == 405
+
+
+def test_every_page_of_a_dashboard_renders_for_its_owner(as_analyst, dashboard, widget):
+    for url in (
+        reverse("dashboards:index"),
+        reverse("dashboards:dashboard-edit", args=[dashboard.pk]),
+        reverse("dashboards:subscriptions", args=[dashboard.pk]),
+        reverse("dashboards:dashboard-print", args=[dashboard.pk]),
+        _widget_url("widget-edit", widget),
+    ):
+        assert as_analyst.get(url).status_code == 200, url
+
+
+def test_the_widget_editor_checks_the_sql_as_it_is_typed(as_analyst, widget):
+    html = as_analyst.get(_widget_url("widget-edit", widget)).content.decode()
+
+    assert f'hx-post="{_widget_url("widget-validate", widget)}"' in html
+    assert 'hx-trigger="input changed delay:400ms from:#id_sql, load"' in html
+    assert 'name="filter_region"' in html  # the dashboard's value filter can be mapped
+
+
+def test_creating_a_dashboard_with_value_filters(as_analyst, personas):
+    response = as_analyst.post(
+        reverse("dashboards:dashboard-create"),
+        {"title": "Ops", "visibility": "org", "filter_fields": "region: Region, country", "auto_refresh_s": 60,
+         "schedule_minutes": 15},
+    )  # fmt: skip
+
+    dashboard = Dashboard.objects.get(title="Ops")
+    assert response.status_code == 302 and dashboard.owner == personas.analyst
+    assert dashboard.filter_fields == [
+        {"key": "region", "label": "Region"},
+        {"key": "country", "label": "country"},
+    ]
+    assert dashboard.next_refresh_at is not None
