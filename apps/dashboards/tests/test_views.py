@@ -317,8 +317,8 @@ def test_the_widget_editor_checks_the_sql_as_it_is_typed(as_analyst, widget):
 def test_creating_a_dashboard_with_value_filters(as_analyst, personas):
     response = as_analyst.post(
         reverse("dashboards:dashboard-create"),
-        {"title": "Ops", "visibility": "org", "filter_fields": "region: Region, country", "auto_refresh_s": 60,
-         "schedule_minutes": 15},
+        {"title": "Ops", "visibility": "org", "filter_fields": "region: Region, country",
+         "auto_refresh_s": 60, "schedule_minutes": 15},
     )  # fmt: skip
 
     dashboard = Dashboard.objects.get(title="Ops")
