@@ -240,7 +240,8 @@ def daphne(environment: dict[str, str], log: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     except BaseException:
-        print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "Error" in line]
+        print("\n".join(dict.fromkeys(errors)) or "daphne logged no error", file=sys.stderr)
         raise
     finally:
         process.terminate()

@@ -1,37 +1,39 @@
 from django.urls import path, re_path
 
-from apps.dashboards import apis, views
+from apps.dashboards import apis
+from apps.dashboards.views import pages, pinning, subscriptions, widgets
 
 app_name = "dashboards"
 
 urlpatterns = [
-    path("", views.index, name="index"),
-    path("new/", views.dashboard_create, name="dashboard-create"),
-    path("pin/", views.pin, name="pin"),
-    path("pin/answers/<int:message_pk>/", views.pin, name="pin-answer"),
-    path("<int:pk>/", views.dashboard_detail, name="dashboard-detail"),
-    path("<int:pk>/edit/", views.dashboard_edit, name="dashboard-edit"),
-    path("<int:pk>/delete/", views.dashboard_delete, name="dashboard-delete"),
-    path("<int:pk>/duplicate/", views.dashboard_duplicate, name="dashboard-duplicate"),
-    path("<int:pk>/refresh/", views.dashboard_refresh_all, name="dashboard-refresh"),
-    path("<int:pk>/reorder/", views.dashboard_reorder, name="dashboard-reorder"),
-    path("<int:pk>/print/", views.dashboard_print, name="dashboard-print"),
-    path("<int:pk>/pdf/", views.dashboard_pdf, name="dashboard-pdf"),
-    path("<int:pk>/subscriptions/", views.subscriptions, name="subscriptions"),
+    path("", pages.index, name="index"),
+    path("new/", pages.dashboard_create, name="dashboard-create"),
+    path("pin/", pinning.pin, name="pin"),
+    path("pin/answers/<int:message_pk>/", pinning.pin, name="pin-answer"),
+    path("<int:pk>/", pages.dashboard_detail, name="dashboard-detail"),
+    path("<int:pk>/edit/", pages.dashboard_edit, name="dashboard-edit"),
+    path("<int:pk>/delete/", pages.dashboard_delete, name="dashboard-delete"),
+    path("<int:pk>/duplicate/", pages.dashboard_duplicate, name="dashboard-duplicate"),
+    path("<int:pk>/refresh/", pages.dashboard_refresh_all, name="dashboard-refresh"),
+    path("<int:pk>/print/", pages.dashboard_print, name="dashboard-print"),
+    path("<int:pk>/pdf/", pages.dashboard_pdf, name="dashboard-pdf"),
+    path("<int:pk>/subscriptions/", subscriptions.subscriptions, name="subscriptions"),
     path(
         "<int:pk>/subscriptions/<int:subscription_pk>/delete/",
-        views.subscription_delete,
+        subscriptions.subscription_delete,
         name="subscription-delete",
     ),
-    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    re_path(r"^widgets/(?P<pk>[0-9]+)/chart\.(?P<fmt>png|svg)$", views.widget_chart, name="widget-chart"),
-    re_path(r"^widgets/(?P<pk>[0-9]+)/data\.(?P<fmt>csv|xlsx)$", views.widget_data, name="widget-data"),
-    path("widgets/<int:pk>/", views.widget_fragment, name="widget-fragment"),
-    path("widgets/<int:pk>/edit/", views.widget_edit, name="widget-edit"),
-    path("widgets/<int:pk>/validate/", views.widget_validate, name="widget-validate"),
-    path("widgets/<int:pk>/preview/", views.widget_preview, name="widget-preview"),
-    path("widgets/<int:pk>/layout/", views.widget_layout, name="widget-layout"),
-    path("widgets/<int:pk>/delete/", views.widget_delete, name="widget-delete"),
+    path("unsubscribe/<str:token>/", subscriptions.unsubscribe, name="unsubscribe"),
+    re_path(
+        r"^widgets/(?P<pk>[0-9]+)/chart\.(?P<fmt>png|svg)$", widgets.widget_download, name="widget-chart"
+    ),
+    re_path(r"^widgets/(?P<pk>[0-9]+)/data\.(?P<fmt>csv|xlsx)$", widgets.widget_download, name="widget-data"),
+    path("widgets/<int:pk>/", widgets.widget_fragment, name="widget-fragment"),
+    path("widgets/<int:pk>/edit/", widgets.widget_edit, name="widget-edit"),
+    path("widgets/<int:pk>/validate/", widgets.widget_validate, name="widget-validate"),
+    path("widgets/<int:pk>/preview/", widgets.widget_preview, name="widget-preview"),
+    path("widgets/<int:pk>/layout/", widgets.widget_layout, name="widget-layout"),
+    path("widgets/<int:pk>/delete/", widgets.widget_delete, name="widget-delete"),
 ]
 
 api_urlpatterns = [

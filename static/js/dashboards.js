@@ -34,7 +34,8 @@
     var after = dragged.compareDocumentPosition(target) & Node.DOCUMENT_POSITION_FOLLOWING;
     grid.insertBefore(dragged, after ? target.nextSibling : target);
     var order = Array.prototype.map.call(grid.querySelectorAll(".widget"), function (w) { return w.dataset.widget; });
-    htmx.ajax("POST", grid.dataset.reorderUrl, { values: { order: order.join(",") }, swap: "none" });
+    var layout = dragged.querySelector(".widget-layout");
+    htmx.ajax("POST", layout.getAttribute("action"), { values: { order: order.join(",") }, swap: "none" });
     dragged = null;
   });
 

@@ -196,11 +196,9 @@ def test_the_move_and_resize_buttons_save_the_layout_at_once(as_analyst, dashboa
 def test_drag_and_drop_saves_the_new_order(as_analyst, dashboard, widget, shop_connection):
     second = WidgetFactory(dashboard=dashboard, connection=shop_connection, sql=TOTALS)
 
-    response = as_analyst.post(
-        reverse("dashboards:dashboard-reorder", args=[dashboard.pk]), {"order": f"{second.pk},{widget.pk}"}
-    )
+    response = as_analyst.post(_widget_url("widget-layout", second), {"order": f"{second.pk},{widget.pk}"})
 
-    assert response.status_code == 204
+    assert response.status_code == 302
     assert list(dashboard.widgets.values_list("pk", flat=True)) == [second.pk, widget.pk]
 
 
@@ -225,7 +223,6 @@ def test_viewers_open_shared_dashboards_but_cannot_change_them(client, personas,
     for url in (
         reverse("dashboards:dashboard-edit", args=[dashboard.pk]),
         reverse("dashboards:dashboard-delete", args=[dashboard.pk]),
-        reverse("dashboards:dashboard-reorder", args=[dashboard.pk]),
         _widget_url("widget-edit", widget),
         _widget_url("widget-layout", widget),
         _widget_url("widget-delete", widget),
@@ -261,7 +258,6 @@ def _every_url(dashboard: Dashboard, widget: Widget) -> list[tuple[str, str]]:
         ("post", reverse("dashboards:dashboard-delete", args=d)),
         ("post", reverse("dashboards:dashboard-duplicate", args=d)),
         ("post", reverse("dashboards:dashboard-refresh", args=d)),
-        ("post", reverse("dashboards:dashboard-reorder", args=d)),
         ("get", reverse("dashboards:dashboard-print", args=d)),
         ("get", reverse("dashboards:dashboard-pdf", args=d)),
         ("get", reverse("dashboards:subscriptions", args=d)),
