@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 
+from apps.connections.models import Connection
 from apps.dashboards.models import AttachmentFormat, Dashboard, Widget, WidgetKind
 from apps.dashboards.services.charts import AGGREGATES, MARKS
 from apps.dashboards.services.filters import DATE_KEY
@@ -77,6 +78,7 @@ class WidgetForm(forms.Form):
 
     title = forms.CharField(max_length=200)
     kind = forms.ChoiceField(choices=WidgetKind.choices)
+    connection = forms.ModelChoiceField(queryset=Connection.objects.none(), required=False)
     sql = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "sql-input"}),
         required=False,
@@ -95,8 +97,11 @@ class WidgetForm(forms.Form):
         min_value=0, initial=0, label="Reload every (seconds, 0: the dashboard's)"
     )
 
-    def __init__(self, *args: Any, filter_fields: list[dict], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, filter_fields: list[dict], connections=None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["connection"].queryset = (
+            connections if connections is not None else Connection.objects.none()
+        )
         self.filter_keys = [f["key"] for f in filter_fields]
         for field in filter_fields:
             self.fields[f"filter_{field['key']}"] = forms.CharField(
@@ -107,7 +112,8 @@ class WidgetForm(forms.Form):
     def initial_for(cls, widget: Widget) -> dict[str, Any]:
         columns = widget.filter_columns or {}
         return {
-            "title": widget.title, "kind": widget.kind, "sql": widget.sql, "text": widget.text,
+            "title": widget.title, "kind": widget.kind, "connection": widget.connection_id, "sql": widget.sql,
+            "text": widget.text,
             **{k: (widget.chart or {}).get(k, "") for k in ("mark", "x", "y", "color", "aggregate")},
             "date_column": columns.get(DATE_KEY, ""), "width": widget.width, "height": widget.height,
             "refresh_interval_s": widget.refresh_interval_s,
@@ -117,7 +123,8 @@ class WidgetForm(forms.Form):
     def fields_for_service(self) -> dict[str, Any]:
         data = self.cleaned_data
         columns = {DATE_KEY: data["date_column"]} | {k: data.get(f"filter_{k}", "") for k in self.filter_keys}
-        return {
+        kept = {"connection": data["connection"]} if data.get("connection") else {}
+        return kept | {
             "title": data["title"], "kind": data["kind"], "sql": data["sql"], "text": data["text"],
             "chart": {k: data.get(k) or "" for k in ("mark", "x", "y", "color", "aggregate")},
             "filter_columns": {k: v.strip() for k, v in columns.items() if v and v.strip()},

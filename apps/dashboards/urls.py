@@ -15,6 +15,7 @@ urlpatterns = [
     path("<int:pk>/delete/", pages.dashboard_delete, name="dashboard-delete"),
     path("<int:pk>/duplicate/", pages.dashboard_duplicate, name="dashboard-duplicate"),
     path("<int:pk>/refresh/", pages.dashboard_refresh_all, name="dashboard-refresh"),
+    path("<int:pk>/widgets/new/", widgets.widget_add, name="widget-add"),
     path("<int:pk>/print/", pages.dashboard_print, name="dashboard-print"),
     path("<int:pk>/pdf/", pages.dashboard_pdf, name="dashboard-pdf"),
     path("<int:pk>/subscriptions/", subscriptions.subscriptions, name="subscriptions"),

@@ -37,6 +37,20 @@ def _next_refresh(schedule_minutes: int) -> dt.datetime | None:
     return timezone.now() + dt.timedelta(minutes=schedule_minutes) if schedule_minutes else None
 
 
+# Faster would let one open page, or one schedule, keep a warehouse busy for everyone.
+MIN_AUTO_REFRESH_S = 10
+MIN_SCHEDULE_MINUTES = 5
+
+
+def _check_intervals(auto_refresh_s: int, schedule_minutes: int) -> None:
+    if 0 < auto_refresh_s < MIN_AUTO_REFRESH_S:
+        raise ValidationError({"auto_refresh_s": f"Reload at most every {MIN_AUTO_REFRESH_S} seconds, or 0."})
+    if 0 < schedule_minutes < MIN_SCHEDULE_MINUTES:
+        raise ValidationError(
+            {"schedule_minutes": f"Refresh at most every {MIN_SCHEDULE_MINUTES} minutes, or 0."}
+        )
+
+
 def _clean_filter_fields(fields: list[dict]) -> list[dict]:
     cleaned, keys = [], set()
     for item in fields or []:
@@ -57,6 +71,7 @@ def _clean_filter_fields(fields: list[dict]) -> list[dict]:
 @transaction.atomic
 def dashboard_create(*, org: Organization, owner: User, title: str, **fields: Any) -> Dashboard:
     fields["filter_fields"] = _clean_filter_fields(fields.get("filter_fields", []))
+    _check_intervals(fields.get("auto_refresh_s", 0), fields.get("schedule_minutes", 0))
     dashboard = Dashboard.objects.create(
         org=org,
         owner=owner,
@@ -77,6 +92,7 @@ def dashboard_update(*, dashboard: Dashboard, user: User, **fields: Any) -> Dash
     for name, value in fields.items():
         if name in _DASHBOARD_FIELDS:
             setattr(dashboard, name, value)
+    _check_intervals(dashboard.auto_refresh_s, dashboard.schedule_minutes)
     if "schedule_minutes" in fields:
         dashboard.next_refresh_at = _next_refresh(dashboard.schedule_minutes)
     dashboard.full_clean()
@@ -135,6 +151,10 @@ def _checked_sql(connection: Connection | None, sql: str, user: User) -> None:
 
 
 def _checked_widget(widget: Widget, user: User) -> None:
+    if 0 < widget.refresh_interval_s < MIN_AUTO_REFRESH_S:
+        raise ValidationError(
+            {"refresh_interval_s": f"Reload at most every {MIN_AUTO_REFRESH_S} seconds, or 0."}
+        )
     if widget.kind != WidgetKind.TEXT:
         _checked_sql(widget.connection, widget.sql, user)
     chart = widget.chart or {}

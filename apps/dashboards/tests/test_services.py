@@ -197,3 +197,12 @@ def test_sharing_a_dashboard_is_audited(dashboard, personas):
     services.dashboard_update(dashboard=dashboard, user=personas.analyst, visibility=Visibility.PRIVATE)
 
     assert AuditLog.objects.filter(action="dashboard.unshare", target_id=str(dashboard.pk)).exists()
+
+
+def test_refresh_intervals_have_a_floor(personas, widget):
+    with pytest.raises(ValidationError):
+        services.dashboard_create(org=personas.org, owner=personas.analyst, title="x", auto_refresh_s=1)
+    with pytest.raises(ValidationError):
+        services.dashboard_update(dashboard=widget.dashboard, user=personas.analyst, schedule_minutes=1)
+    with pytest.raises(ValidationError):
+        services.widget_update(widget=widget, user=personas.analyst, refresh_interval_s=2)

@@ -179,6 +179,20 @@ def test_preview_runs_the_form_without_saving(as_analyst, widget):
     assert widget.kind == "chart"
 
 
+def test_adding_a_widget_starts_a_note_and_its_editor_makes_it_a_chart(
+    as_analyst, dashboard, shop_connection
+):
+    response = as_analyst.post(reverse("dashboards:widget-add", args=[dashboard.pk]))
+
+    widget = dashboard.widgets.get()
+    assert response.status_code == 302 and response["Location"] == _widget_url("widget-edit", widget)
+    as_analyst.post(
+        _widget_url("widget-edit", widget), {**FORM, "connection": shop_connection.pk, "title": "Totals"}
+    )
+    widget.refresh_from_db()
+    assert (widget.kind, widget.connection, widget.title) == ("chart", shop_connection, "Totals")
+
+
 def test_the_move_and_resize_buttons_save_the_layout_at_once(as_analyst, dashboard, widget, shop_connection):
     second = WidgetFactory(dashboard=dashboard, connection=shop_connection, sql=TOTALS)
 
@@ -223,6 +237,7 @@ def test_viewers_open_shared_dashboards_but_cannot_change_them(client, personas,
     for url in (
         reverse("dashboards:dashboard-edit", args=[dashboard.pk]),
         reverse("dashboards:dashboard-delete", args=[dashboard.pk]),
+        reverse("dashboards:widget-add", args=[dashboard.pk]),
         _widget_url("widget-edit", widget),
         _widget_url("widget-layout", widget),
         _widget_url("widget-delete", widget),
@@ -258,6 +273,7 @@ def _every_url(dashboard: Dashboard, widget: Widget) -> list[tuple[str, str]]:
         ("post", reverse("dashboards:dashboard-delete", args=d)),
         ("post", reverse("dashboards:dashboard-duplicate", args=d)),
         ("post", reverse("dashboards:dashboard-refresh", args=d)),
+        ("post", reverse("dashboards:widget-add", args=d)),
         ("get", reverse("dashboards:dashboard-print", args=d)),
         ("get", reverse("dashboards:dashboard-pdf", args=d)),
         ("get", reverse("dashboards:subscriptions", args=d)),

@@ -12,15 +12,28 @@ from django.views.decorators.vary import vary_on_headers
 from apps.accounts.models import Role
 from apps.connections.engines.base import EngineError
 from apps.connections.safety import UnsafeSQLError, validate_readonly
+from apps.connections.selectors import connection_list
 from apps.dashboards import selectors
 from apps.dashboards.forms import LayoutForm, WidgetForm
+from apps.dashboards.models import WidgetKind
 from apps.dashboards.services import dashboards as services
 from apps.dashboards.services import exports
 from apps.dashboards.services.widgets import WidgetData, widget_run
-from apps.dashboards.views.common import INVALID, back_to_grid, filters_of, widget_or_404
+from apps.dashboards.views.common import INVALID, back_to_grid, dashboard_or_404, filters_of, widget_or_404
 from datamind.lib.permissions import role_required
 from datamind.lib.types import AuthenticatedRequest
 from datamind.lib.vega import vega_bundle_version
+
+
+@require_POST
+@role_required(Role.ANALYST)
+def widget_add(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    """A new widget starts as a note; its editor turns it into a chart, table or KPI."""
+    dashboard = dashboard_or_404(request, pk, edit=True)
+    widget = services.widget_create(
+        dashboard=dashboard, user=request.user, title="New widget", kind=WidgetKind.TEXT
+    )
+    return redirect("dashboards:widget-edit", widget.pk)
 
 
 @require_POST
@@ -72,6 +85,7 @@ def widget_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         request.POST or None,
         initial=WidgetForm.initial_for(widget),
         filter_fields=widget.dashboard.filter_fields,
+        connections=connection_list(org=request.user.org),
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -106,7 +120,11 @@ def widget_validate(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 def widget_preview(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """The widget as the form would save it, run now, without saving."""
     widget = widget_or_404(request, pk, edit=True)
-    form = WidgetForm(request.POST, filter_fields=widget.dashboard.filter_fields)
+    form = WidgetForm(
+        request.POST,
+        filter_fields=widget.dashboard.filter_fields,
+        connections=connection_list(org=request.user.org),
+    )
     if not form.is_valid():
         data = WidgetData(widget=widget, error="Fill in the form's required fields first.")
     else:
