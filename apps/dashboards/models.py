@@ -59,8 +59,9 @@ class Widget(models.Model):
     dashboard = models.ForeignKey(Dashboard, on_delete=models.CASCADE, related_name="widgets")
     title = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=WidgetKind.choices, default=WidgetKind.CHART)
+    # A deleted connection leaves its widgets in place, saying why they cannot load.
     connection = models.ForeignKey(
-        "connections.Connection", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "connections.Connection", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     sql = models.TextField(blank=True)
     text = models.TextField(blank=True, help_text="The body of a text widget.")

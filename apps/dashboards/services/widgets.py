@@ -82,8 +82,12 @@ def widget_run(
     refreshed at, last error): that is what subscriptions and the API show as its latest state.
     """
     filters = filters or Filters()
-    if widget.kind == WidgetKind.TEXT or widget.connection is None:
+    if widget.kind == WidgetKind.TEXT:
         return WidgetData(widget=widget)
+    if widget.connection is None:
+        return WidgetData(
+            widget=widget, error="This widget's connection was deleted: choose another in its editor."
+        )
     data = WidgetData(widget=widget, refreshed_at=widget.refreshed_at)
     try:
         executed = query_execute(

@@ -83,6 +83,23 @@ def test_a_failing_widget_shows_an_error_card_with_retry(as_analyst, dashboard, 
     assert "could not load" in html and "nope" in html and ">Retry</button>" in html
 
 
+def test_a_widget_reloads_itself_at_the_dashboards_interval(as_analyst, dashboard, widget):
+    dashboard.auto_refresh_s = 60
+    dashboard.save()
+
+    html = as_analyst.get(_widget_url("widget-fragment", widget)).content.decode()
+
+    assert 'hx-trigger="every 60s"' in html
+
+
+def test_a_widget_whose_connection_was_deleted_says_so(as_analyst, widget, shop_connection):
+    shop_connection.delete()
+
+    html = as_analyst.get(_widget_url("widget-fragment", widget)).content.decode()
+
+    assert "connection was deleted" in html
+
+
 def test_pinning_from_the_sql_runner_creates_the_dashboard_and_widget(as_analyst, personas, shop_connection):
     form = as_analyst.get(reverse("dashboards:pin") + f"?connection={shop_connection.pk}&sql=SELECT%201")
     assert form.status_code == 200
