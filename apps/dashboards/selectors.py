@@ -29,8 +29,9 @@ def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
 
 
 def widget_get(*, org: Organization, user: User, pk: int) -> Widget:
-    """A widget of a dashboard `user` may open, with what running it needs."""
-    return Widget.objects.select_related("dashboard", "dashboard__org", "connection", "connection__org").get(
+    """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
+    only by the rarer paths that need it: exports, audit entries)."""
+    return Widget.objects.select_related("dashboard", "connection").get(
         Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)), pk=pk
     )
 
