@@ -15,10 +15,12 @@ def _dashboard_of(user: User, pk: int) -> Dashboard:
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
-    """/ws/dashboards/<id>/: an open dashboard page. Listens to the dashboard's group and forwards
-    the widget fragments a refresh rendered, for htmx to swap in by id."""
+    """/ws/dashboards/<id>/[?filtered=1]: an open dashboard page. Listens to the dashboard's group
+    and forwards what a refresh rendered, for htmx to swap in by id: the widget bodies, or for a
+    filtered page the element that reloads its grid with its filters."""
 
     group: str | None = None
+    filtered = False
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -32,6 +34,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         except Dashboard.DoesNotExist:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.filtered = b"filtered=1" in self.scope.get("query_string", b"")
         self.group = dashboard_group(dashboard.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -41,4 +44,4 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def dashboard_refreshed(self, event: dict) -> None:
-        await self.send(text_data=event["html"])
+        await self.send(text_data=event["filtered_html"] if self.filtered else event["html"])

@@ -39,6 +39,10 @@
     dragged = null;
   });
 
+  // Refreshes arrive over the socket; the page says whether it is listening.
+  document.body.addEventListener("htmx:wsOpen", function () { document.body.dataset.socket = "open"; });
+  document.body.addEventListener("htmx:wsClose", function () { document.body.dataset.socket = "closed"; });
+
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
   document.body.addEventListener("htmx:load", function (event) { drawCharts(event.detail.elt); });
   document.body.addEventListener("htmx:oobAfterSwap", function () { drawCharts(document); });

@@ -34,14 +34,22 @@ def widget_body_fragment(data: WidgetData, *, filters_query: str = "", oob: bool
 def dashboard_refresh(
     *, dashboard: Dashboard, user: User | None = None, filters: Filters | None = None
 ) -> list[WidgetData]:
-    """Run every widget past the cache. Unfiltered results are pushed to every open page."""
+    """Run every widget past the cache, and tell every open page.
+
+    Unfiltered pages get the new widget bodies. A filtered page shows other rows, so it gets an
+    element that reloads its grid with its own filters (from the page's filter form).
+    """
     filters = filters or Filters()
     results = dashboard_results(dashboard=dashboard, filters=filters, user=user, use_cache=False)
     if not filters.active:
-        html = "".join(widget_body_fragment(data, oob=True) for data in results)
-        async_to_sync(get_channel_layer().group_send)(
-            dashboard_group(dashboard.pk), {"type": REFRESHED_EVENT, "html": html}
-        )
+        event = {
+            "type": REFRESHED_EVENT,
+            "html": "".join(widget_body_fragment(data, oob=True) for data in results),
+            "filtered_html": render_to_string(
+                "dashboards/partials/grid_reload.html", {"dashboard": dashboard}
+            ),
+        }
+        async_to_sync(get_channel_layer().group_send)(dashboard_group(dashboard.pk), event)
     return results
 
 

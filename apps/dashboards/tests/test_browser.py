@@ -3,12 +3,16 @@
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from playwright.sync_api import Page, expect
 
 from apps.chat.tests.test_browser import analyst, demo_warehouse_dir  # noqa: F401 - shared fixtures
+from apps.dashboards.models import Dashboard
+from apps.dashboards.services.refresh import dashboard_refresh
 from datamind.lib.testing import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -61,3 +65,34 @@ def test_an_analyst_pins_an_answer_opens_the_dashboard_and_filters_it_by_date(
     months = json.loads(page.locator("script[id^=widget-spec]").text_content())["data"]["values"]
     assert all("2026-06" <= str(next(iter(row.values())))[:7] <= "2026-08" for row in months), months
     _shot(page, "filtered")
+
+    # A refresh elsewhere (here: the service the beat task calls) reaches this open, filtered page
+    # over its WebSocket, which reloads the grid with the page's own filters.
+    dashboard = Dashboard.objects.get(title="Revenue")
+    _refreshed_elsewhere(page, dashboard, "article.widget")
+    expect(widget.locator(".widget-chart svg.marks")).to_be_visible(timeout=30_000)
+    assert page.evaluate(CHART_POINTS) == 3
+
+    # An unfiltered page receives the new widget bodies themselves.
+    page.get_by_role("link", name="Clear").click()
+    expect(widget.locator(".widget-chart svg.marks")).to_be_visible(timeout=30_000)
+    _refreshed_elsewhere(page, dashboard, ".widget-body")
+    expect(widget.locator(".widget-chart svg.marks")).to_be_visible(timeout=30_000)
+    assert page.evaluate(CHART_POINTS) == before
+
+
+def _refreshed_elsewhere(page: Page, dashboard: Dashboard, replaced: str) -> None:
+    """Mark what a refresh should replace, refresh as the beat task would, see it replaced."""
+    page.wait_for_selector("body[data-socket=open]")
+    page.locator(replaced).first.evaluate("element => element.dataset.before = 'refresh'")
+    # In a thread of its own: Playwright keeps an event loop in this one.
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(_refresh, dashboard).result()
+    expect(page.locator(f"{replaced}[data-before]")).to_have_count(0, timeout=15_000)
+
+
+def _refresh(dashboard: Dashboard) -> None:
+    try:
+        dashboard_refresh(dashboard=dashboard)
+    finally:
+        connections.close_all()  # this thread's own, or the test database outlives the test

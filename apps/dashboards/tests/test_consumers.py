@@ -15,8 +15,10 @@ from apps.dashboards.tasks import dashboard_refresh_task
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def connect(dashboard: Dashboard, user) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/dashboards/{dashboard.pk}/")
+async def connect(dashboard: Dashboard, user, query: str = "") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/dashboards/{dashboard.pk}/{query}"
+    )
     communicator.scope["user"] = user
     connected, code = await communicator.connect()
     assert connected, code
@@ -50,6 +52,18 @@ async def test_a_scheduled_refresh_reaches_every_open_page(personas, dashboard, 
     refreshed = await database_sync_to_async(Dashboard.objects.get)(pk=dashboard.pk)
     assert refreshed.next_refresh_at > timezone.now() + dt.timedelta(minutes=14)
     assert await database_sync_to_async(dashboards_claim_due)() == []
+
+
+async def test_a_filtered_page_is_told_to_reload_its_grid_with_its_own_filters(personas, dashboard, widget):
+    filtered = await connect(dashboard, personas.viewer, "?filtered=1")
+    try:
+        await database_sync_to_async(dashboard_refresh_task)(dashboard.pk)
+        frame = await filtered.receive_from(timeout=10)
+    finally:
+        await filtered.disconnect()
+
+    assert 'id="dashboard-reload"' in frame and 'hx-include="#dashboard-filters"' in frame
+    assert f"/dashboards/{dashboard.pk}/" in frame and "widget-body" not in frame
 
 
 async def test_another_orgs_dashboard_closes_with_4404(personas, dashboard):

@@ -33,6 +33,15 @@ def test_the_dashboard_page_shows_a_skeleton_per_widget_that_loads_itself(as_ana
     assert f'ws-connect="/ws/dashboards/{dashboard.pk}/"' in html
 
 
+def test_a_filtered_page_listens_for_refreshes_as_a_filtered_page(as_analyst, dashboard, widget):
+    html = as_analyst.get(
+        reverse("dashboards:dashboard-detail", args=[dashboard.pk]) + "?f_region=Asia"
+    ).content
+
+    assert f'ws-connect="/ws/dashboards/{dashboard.pk}/?filtered=1"'.encode() in html
+    assert b'id="dashboard-filters"' in html
+
+
 def test_the_dashboard_page_costs_the_same_queries_for_one_or_many_widgets(
     client, personas, dashboard, widget, shop_connection, django_assert_num_queries
 ):
