@@ -272,6 +272,17 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if REDIS_URL:
+    # A task a killed worker never acknowledged goes back to the queue after this long; alert
+    # evaluations are idempotent, so the only cost of a short timeout is a duplicate run.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    }
+
+# Alerts: absolute links in e-mails and webhooks, and the first retry delay (doubling each time).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+ALERTS_RETRY_BACKOFF_S = env.float("ALERTS_RETRY_BACKOFF_S", default=30)
+ALERTS_FAILURES_BEFORE_NOTICE = env.int("ALERTS_FAILURES_BEFORE_NOTICE", default=3)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
