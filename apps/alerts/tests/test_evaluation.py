@@ -61,7 +61,9 @@ def test_it_notifies_every_member_once_while_the_metric_stays_triggered(alert, p
     assert Notification.objects.filter(org=personas.other_org).count() == 0
     notification = Notification.objects.get(user=personas.viewer)
     assert notification.title == f"{alert.name} triggered"
-    assert notification.link.endswith(f"/alerts/events/{AlertEvent.objects.earliest('scheduled_for').pk}/why/")
+    assert notification.link.endswith(
+        f"/alerts/events/{AlertEvent.objects.earliest('scheduled_for').pk}/why/"
+    )
 
 
 def test_it_sends_a_resolved_message_when_the_metric_returns_to_normal(alert, personas):
@@ -70,7 +72,9 @@ def test_it_sends_a_resolved_message_when_the_metric_returns_to_normal(alert, pe
     _set_value(alert, 5)
     event = alert_evaluate(alert_id=alert.pk, scheduled_for=_slot(1))
     assert event.state == EventState.RESOLVED
-    titles = list(Notification.objects.filter(user=personas.analyst).order_by("pk").values_list("title", flat=True))
+    titles = list(
+        Notification.objects.filter(user=personas.analyst).order_by("pk").values_list("title", flat=True)
+    )
     assert titles == [f"{alert.name} triggered", f"{alert.name} is back to normal"]
     # Back to normal and staying there: nothing more.
     alert_evaluate(alert_id=alert.pk, scheduled_for=_slot(2))
@@ -82,7 +86,9 @@ def test_a_second_trigger_within_the_cooldown_is_not_notified(alert, personas):
     for minute, value in enumerate([50, 5, 50]):
         _set_value(alert, value)
         alert_evaluate(alert_id=alert.pk, scheduled_for=_slot(minute))
-    titles = list(Notification.objects.filter(user=personas.analyst).order_by("pk").values_list("title", flat=True))
+    titles = list(
+        Notification.objects.filter(user=personas.analyst).order_by("pk").values_list("title", flat=True)
+    )
     assert titles == [f"{alert.name} triggered", f"{alert.name} is back to normal"]
 
 
@@ -124,7 +130,9 @@ def test_a_lone_number_is_judged_against_the_alerts_earlier_values(personas, war
     assert event.state == EventState.TRIGGERED, event.message
 
 
-def test_a_failing_query_is_an_error_event_and_the_owner_hears_after_three_in_a_row(alert, personas, settings):
+def test_a_failing_query_is_an_error_event_and_the_owner_hears_after_three_in_a_row(
+    alert, personas, settings
+):
     settings.ALERTS_FAILURES_BEFORE_NOTICE = 3
     Alert.objects.filter(pk=alert.pk).update(sql="SELECT value FROM no_such_table")
     for minute in range(4):
@@ -134,7 +142,9 @@ def test_a_failing_query_is_an_error_event_and_the_owner_hears_after_three_in_a_
     alert.refresh_from_db()
     assert alert.state == AlertState.ERROR and alert.consecutive_failures == 4
     notices = Notification.objects.all()
-    assert [(n.user, n.title) for n in notices] == [(personas.analyst, f"{alert.name} has failed 3 times in a row")]
+    assert [(n.user, n.title) for n in notices] == [
+        (personas.analyst, f"{alert.name} has failed 3 times in a row")
+    ]
     _send_pending()
     assert [m.to for m in mail.outbox] == [[personas.analyst.email]]
 

@@ -5,7 +5,12 @@ from datetime import UTC, datetime, time
 import pytest
 from django.core.exceptions import ValidationError
 
-from apps.alerts.services.schedule import cron_expression, last_run_at_or_before, next_run_after, upcoming_runs
+from apps.alerts.services.schedule import (
+    cron_expression,
+    last_run_at_or_before,
+    next_run_after,
+    upcoming_runs,
+)
 
 
 def _utc(moments) -> list[str]:
@@ -35,7 +40,14 @@ def test_a_time_repeated_when_clocks_go_back_runs_once():
 def test_minute_schedules_follow_elapsed_time_through_the_repeated_hour():
     expression = cron_expression(kind="minutes", every_minutes=30)
     runs = upcoming_runs(expression, "America/New_York", datetime(2026, 11, 1, 4, 10, tzinfo=UTC), 6)
-    assert _utc(runs) == ["11-01 04:30", "11-01 05:00", "11-01 05:30", "11-01 06:00", "11-01 06:30", "11-01 07:00"]
+    assert _utc(runs) == [
+        "11-01 04:30",
+        "11-01 05:00",
+        "11-01 05:30",
+        "11-01 06:00",
+        "11-01 06:30",
+        "11-01 07:00",
+    ]
 
 
 def test_hourly_on_a_half_hour_timezone_runs_at_the_local_minute():
