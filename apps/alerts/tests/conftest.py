@@ -84,9 +84,8 @@ def celery_processes(transactional_db, settings, warehouse_root, tmp_path):
     """Start with `.start_worker()` / `.start_beat()`; everything queued before the test is purged."""
     import os
 
-    from django.db import connection
-
     import redis
+    from django.db import connection
 
     # Messages (and unacknowledged ones) left by an earlier test must not reach this worker.
     broker = redis.Redis.from_url(settings.REDIS_URL)
@@ -95,7 +94,8 @@ def celery_processes(transactional_db, settings, warehouse_root, tmp_path):
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "datamind.test_settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        f"/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "CONNECTIONS_FILE_ROOT": str(warehouse_root),
         "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
@@ -128,7 +128,7 @@ def webhook_server():
         requests: list[tuple[dict[str, str], bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.server.requests.append((dict(self.headers), body))
             status = self.server.statuses.pop(0) if self.server.statuses else 200

@@ -6,8 +6,8 @@ from apps.alerts.models import Alert, AlertEvent, EventState, ScheduleKind
 
 # A week of daily values around 100, then today's: the last point is what a condition judges.
 DAILY_SERIES_SQL = (
-    "SELECT DATE '2026-01-01' + INTERVAL (i) DAY AS day, CASE WHEN i = 59 THEN {last} ELSE 100 + i % 7 END AS value "
-    "FROM range(60) t(i)"
+    "SELECT DATE '2026-01-01' + INTERVAL (i) DAY AS day, "
+    "CASE WHEN i = 59 THEN {last} ELSE 100 + i % 7 END AS value FROM range(60) t(i)"
 )
 
 
