@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils.timezone import now
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
@@ -42,7 +43,10 @@ class AlertApi(APIView):
         return alert
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class ConnectionField(serializers.PrimaryKeyRelatedField):
+    """The id of one of the caller's org's connections."""
+
     def get_queryset(self) -> Any:
         return Connection.objects.filter(org=self.context["request"].user.org)
 
