@@ -5,7 +5,8 @@ from django.conf import settings
 
 from apps.alerts.services.delivery import DeliveryRetry, delivery_send
 from apps.alerts.services.dispatch import alerts_dispatch
-from apps.alerts.services.evaluation import EvaluationRetry, alert_evaluate
+from apps.alerts.services.evaluation import EvaluationRetry, alert_evaluate, deliveries_enqueue
+from apps.alerts.services.explain import event_explain
 from datamind.lib.schedules import Schedule
 
 MAX_RETRIES = 4
@@ -37,6 +38,16 @@ def alert_evaluate_task(self: Task, alert_id: int, scheduled_for: str) -> None:
         )
     except EvaluationRetry as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=180)
+def event_explain_task(event_id: int) -> None:
+    # A paragraph already written is not asked for again; the deliveries are claimed one by one,
+    # so queuing them twice sends nothing twice. A failed explanation must not hold them back.
+    try:
+        event_explain(event_id=event_id)
+    finally:
+        deliveries_enqueue(event_id=event_id)
 
 
 @shared_task(

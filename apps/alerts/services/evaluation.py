@@ -176,7 +176,13 @@ def _deliveries_create(event: AlertEvent, channels: list[dict], reason: str) -> 
             channel.send(delivery, alert_message(delivery))
             delivery.status, delivery.attempts, delivery.sent_at = DeliveryStatus.SENT, 1, now()
             delivery.save(update_fields=["status", "attempts", "sent_at"])
-    transaction.on_commit(lambda: deliveries_enqueue(event_id=event.pk))
+    if reason == NotificationReason.TRIGGERED and event.alert.dimension:
+        from apps.alerts.tasks import event_explain_task
+
+        # The paragraph first: the e-mails and webhooks are queued once it is written (or not).
+        transaction.on_commit(lambda: event_explain_task.delay(event.pk))
+    else:
+        transaction.on_commit(lambda: deliveries_enqueue(event_id=event.pk))
 
 
 def deliveries_enqueue(*, event_id: int) -> None:
