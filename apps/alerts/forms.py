@@ -94,7 +94,10 @@ class AlertForm(ServiceForm):
 
     def __init__(self, *args: Any, org: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = Connection.objects.filter(org=org).order_by("name")
+        connections = Connection.objects.filter(org=org).order_by("name")
+        self.fields["connection"].queryset = connections
+        if "connection" not in self.initial and len(only := connections[:2]) == 1:
+            self.initial["connection"] = only[0].pk
         self.fields["condition_kind"].choices = [
             (k, c.label) for k, c in sorted(detectors.registry().items())
         ]

@@ -20,9 +20,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.accounts.models import Role
 from apps.alerts import selectors
 from apps.alerts.forms import AlertForm, MuteForm
-from apps.alerts.models import Alert, AlertEvent
+from apps.alerts.models import Alert, AlertEvent, EventState
 from apps.alerts.services import alerts as alert_services
 from apps.alerts.services.charts import chart_point, series_chart, sparkline_path
+from apps.alerts.services.evaluation import event_chart
 from apps.alerts.services.investigate import investigation_start
 from apps.alerts.services.notify import notification_mark_read
 from apps.alerts.services.preview import alert_preview
@@ -156,11 +157,11 @@ def alert_test(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "alerts/partials/preview.html", context)
 
 
-@require_GET
-@role_required(Role.VIEWER)
-def alert_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    alert = _alert_or_404(request, pk)
-    events = Paginator(selectors.event_list(alert=alert), EVENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+def _history_chart(alert: Alert) -> tuple[str, dict | None]:
+    """A series metric: its latest series, banded; a lone number: its value at each check."""
+    latest = alert.events.exclude(points=[]).exclude(value=None).first()
+    if latest is not None and len(latest.rows) > 1:
+        return "Latest series", event_chart(latest)
     history = list(alert.events.exclude(value=None).order_by("-scheduled_for")[:500])[::-1]
     points = [
         chart_point(
@@ -168,15 +169,25 @@ def alert_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             e.value,
             low=e.band_low,
             high=e.band_high,
-            fired=e.state == "triggered",
+            fired=e.state == EventState.TRIGGERED,
         )
         for e in history
     ]
+    return "History", series_chart(points, metric=alert.name) if points else None
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def alert_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    alert = _alert_or_404(request, pk)
+    events = Paginator(selectors.event_list(alert=alert), EVENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    chart_title, chart = _history_chart(alert)
     context = {
         "alert": alert,
         "events": events,
         "deliveries": selectors.delivery_list(alert=alert)[:50],
-        "chart": series_chart(points, metric=alert.name) if points else None,
+        "chart": chart,
+        "chart_title": chart_title,
         "can_edit": alert_services.alert_can_edit(user=request.user, alert=alert),
         "upcoming": upcoming_runs(alert_cron(alert), alert.timezone, now()) if alert.is_active else [],
         "mute_form": MuteForm(initial={"hours": 24}),

@@ -214,7 +214,7 @@ def alert_message(delivery: AlertDelivery) -> AlertMessage:
         sentence=sentence,
         alert_name=alert.name,
         alert_url=settings.SITE_URL + reverse("alerts:detail", args=[alert.pk]),
-        investigate_url=settings.SITE_URL + reverse("alerts:event-investigate", args=[event.pk]),
+        investigate_path=reverse("alerts:event-investigate", args=[event.pk]),
         scheduled_for=event.scheduled_for.isoformat(),
         value=event.value,
         expected=event.expected,

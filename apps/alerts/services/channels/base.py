@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from django.conf import settings
+
 from apps.alerts.models import AlertDelivery, AlertEvent
 
 _REGISTRY: dict[str, type[Channel]] = {}
@@ -32,13 +34,17 @@ class AlertMessage:
     sentence: str
     alert_name: str
     alert_url: str
-    investigate_url: str
+    investigate_path: str
     scheduled_for: str
     value: float | None = None
     expected: float | None = None
     band: tuple[float, float] | None = None
     explanation: str = ""
     chart: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def investigate_url(self) -> str:
+        return settings.SITE_URL + self.investigate_path
 
     def as_payload(self) -> dict[str, Any]:
         return {

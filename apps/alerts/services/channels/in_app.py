@@ -46,6 +46,6 @@ class InAppChannel(Channel):
             cls.recipients(delivery),
             title=message.title,
             body=message.sentence,
-            link=message.investigate_url,
+            link=message.investigate_path,  # a path: the app's own host, whatever SITE_URL says
             level=_LEVELS.get(message.reason, NotificationLevel.INFO),
         )
