@@ -10,7 +10,8 @@ one process per core) runs them: each query through both safety locks on the dem
 (DuckDB, about a million rows), the condition, the event row and any in-app notification.
 Figures: time from the scheduled minute until the last alert is evaluated, and the lag of each
 evaluation behind its scheduled time (p50, p99, max). Goal: all within 60 s.
-The verdicts are information: the exit status never depends on a timing.
+The verdicts are information: the exit status never depends on a timing. The worker and beat
+log to var/bench-alerts-worker.log and var/bench-alerts-beat.log.
 
 Databases: a scratch Postgres database on the test settings' server (DATABASE_URL if set, else
 postgres@127.0.0.1:5432), created, migrated and always dropped, and REDIS_URL (default
@@ -117,11 +118,21 @@ def setup(count: int, slot: datetime) -> int:
 
 
 def celery(*arguments: str) -> subprocess.Popen:
+    # The worker runs with the production settings (persistent database connections, JSON logs),
+    # not the test settings' speed-ups and their connection-per-use.
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "datamind.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key-not-for-production-0123456789-abcdefghijklmnopqrs",
+        "ALLOWED_HOSTS": "localhost",
+        "LOG_LEVEL": "WARNING",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "datamind", *arguments, "--loglevel=WARNING"],
-        env=os.environ.copy(),
+        env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(ROOT / "var" / f"bench-alerts-{arguments[0]}.log", "w"),
     )
 
 

@@ -2,6 +2,7 @@ from datetime import datetime
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from apps.alerts.services.delivery import DeliveryRetry, delivery_send
 from apps.alerts.services.dispatch import alerts_dispatch
@@ -10,6 +11,9 @@ from apps.alerts.services.explain import event_explain
 from datamind.lib.schedules import Schedule
 
 MAX_RETRIES = 4
+# DataMind's own database refusing a connection (restarting, or out of connection slots) passes;
+# without a retry the slot's evaluation would be lost.
+OUR_DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def _backoff(retries: int) -> float:
@@ -36,7 +40,7 @@ def alert_evaluate_task(self: Task, alert_id: int, scheduled_for: str) -> None:
             scheduled_for=datetime.fromisoformat(scheduled_for),
             final_attempt=self.request.retries >= self.max_retries,
         )
-    except EvaluationRetry as exc:
+    except (EvaluationRetry, *OUR_DATABASE_DOWN) as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
 
 
@@ -56,7 +60,7 @@ def event_explain_task(event_id: int) -> None:
 def delivery_send_task(self: Task, delivery_id: int) -> None:
     try:
         delivery_send(delivery_id=delivery_id, final_attempt=self.request.retries >= self.max_retries)
-    except DeliveryRetry as exc:
+    except (DeliveryRetry, *OUR_DATABASE_DOWN) as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
 
 

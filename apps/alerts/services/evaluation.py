@@ -40,12 +40,15 @@ class EvaluationRetry(Exception):
 
 
 def _event_claim(alert_id: int, scheduled_for: datetime) -> AlertEvent | None:
+    # INSERT ... ON CONFLICT DO NOTHING: the first copy of the task creates the row, any other
+    # finds it; neither waits on the other.
     try:
-        with transaction.atomic():
-            event, _ = AlertEvent.objects.get_or_create(alert_id=alert_id, scheduled_for=scheduled_for)
-    except IntegrityError:  # the alert was deleted, or a twin created the row between our steps
-        event = AlertEvent.objects.filter(alert_id=alert_id, scheduled_for=scheduled_for).first()
-    return event
+        AlertEvent.objects.bulk_create(
+            [AlertEvent(alert_id=alert_id, scheduled_for=scheduled_for)], ignore_conflicts=True
+        )
+    except IntegrityError:  # the alert was deleted meanwhile
+        return None
+    return AlertEvent.objects.filter(alert_id=alert_id, scheduled_for=scheduled_for).first()
 
 
 def alert_evaluate(
@@ -59,7 +62,9 @@ def alert_evaluate(
     if event.state != EventState.RUNNING:
         deliveries_enqueue(event_id=event.pk)
         return event
-    alert = Alert.objects.select_related("connection", "owner").get(pk=alert_id)
+    alert = Alert.objects.select_related("connection", "owner").filter(pk=alert_id).first()
+    if alert is None:
+        return None
     try:
         metric = metric_read(connection=alert.connection, sql=alert.sql)
     except DataMindError as exc:
