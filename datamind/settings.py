@@ -197,8 +197,8 @@ STORAGES = {
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="DataMind <no-reply@datamind.local>")
-# Links in e-mails sent from background work (subscriptions), where there is no request to ask.
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Links in e-mails and webhooks sent from background work, where there is no request to ask.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Security. Production defaults are strict; the embedded default runs on plain HTTP.
@@ -274,6 +274,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if REDIS_URL:
+    # A task a killed worker never acknowledged goes back to the queue after this long; alert
+    # evaluations are idempotent, so the only cost of a short timeout is a duplicate run.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    }
+
+# Alerts: the first retry delay (doubling each time) and failures before the owner is told.
+ALERTS_RETRY_BACKOFF_S = env.float("ALERTS_RETRY_BACKOFF_S", default=30)
+ALERTS_FAILURES_BEFORE_NOTICE = env.int("ALERTS_FAILURES_BEFORE_NOTICE", default=3)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

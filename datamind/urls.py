@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts import urls as accounts_urls
+from apps.alerts import urls as alerts_urls
 from apps.billing import urls as billing_urls
 from apps.chat import urls as chat_urls
 from apps.connections import urls as connections_urls
@@ -16,6 +17,7 @@ api_v1 = [
     path("", include((chat_urls.api_urlpatterns, "chat"), namespace="chat-api")),
     path("", include((billing_urls.api_urlpatterns, "billing"), namespace="billing-api")),
     path("", include((dashboards_urls.api_urlpatterns, "dashboards"), namespace="dashboards-api")),
+    path("", include((alerts_urls.api_urlpatterns, "alerts"), namespace="alerts-api")),
 ]
 
 urlpatterns = [

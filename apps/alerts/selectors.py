@@ -1,0 +1,47 @@
+from django.db.models import Prefetch, QuerySet
+
+from apps.accounts.models import Organization, User
+from apps.alerts.models import Alert, AlertDelivery, AlertEvent, EventState, Notification
+
+SPARKLINE_POINTS = 24
+
+
+def alert_list(*, org: Organization) -> QuerySet[Alert]:
+    return Alert.objects.filter(org=org).select_related("owner", "connection").order_by("name", "pk")
+
+
+def alert_get(*, org: Organization, pk: int) -> Alert:
+    """One alert of the org; another org's alert is simply not found (404)."""
+    return Alert.objects.select_related("owner", "connection", "org").get(org=org, pk=pk)
+
+
+def alert_sparklines(*, alerts: list[Alert]) -> dict[int, list[float | None]]:
+    """The last values of each alert, oldest first, in one query per page."""
+    lines: dict[int, list[float | None]] = {a.pk: [] for a in alerts}
+    recent = (
+        AlertEvent.objects.filter(alert__in=alerts)
+        .exclude(state__in=[EventState.RUNNING, EventState.ERROR])
+        .order_by("alert_id", "-scheduled_for")
+        .values_list("alert_id", "value")
+    )
+    for alert_id, value in recent:
+        if len(lines[alert_id]) < SPARKLINE_POINTS:
+            lines[alert_id].append(value)
+    return {pk: values[::-1] for pk, values in lines.items()}
+
+
+def event_list(*, alert: Alert) -> QuerySet[AlertEvent]:
+    deliveries = AlertDelivery.objects.order_by("position")
+    return alert.events.prefetch_related(Prefetch("deliveries", queryset=deliveries))
+
+
+def event_get(*, org: Organization, pk: int) -> AlertEvent:
+    return AlertEvent.objects.select_related("alert__connection").get(alert__org=org, pk=pk)
+
+
+def delivery_list(*, alert: Alert) -> QuerySet[AlertDelivery]:
+    return AlertDelivery.objects.filter(event__alert=alert).select_related("event")
+
+
+def notification_list(*, user: User) -> QuerySet[Notification]:
+    return Notification.objects.filter(user=user)
