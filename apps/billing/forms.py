@@ -17,8 +17,12 @@ class BudgetForm(ServiceForm):
         required=False,
         help_text="Empty uses the plan's allowance. A new value applies to this month at once.",
     )
-    warn_at_80 = forms.BooleanField(label="Email the admins at 80% of the budget", required=False)
-    warn_at_100 = forms.BooleanField(label="Email the admins when the budget is spent", required=False)
+    warn_at_80 = forms.BooleanField(
+        label="Warn the admins (in the app and by email) at 80% of the budget", required=False
+    )
+    warn_at_100 = forms.BooleanField(
+        label="Warn the admins (in the app and by email) when the budget is spent", required=False
+    )
 
     def __init__(self, *args: Any, can_change_plan: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

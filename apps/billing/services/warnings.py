@@ -1,12 +1,18 @@
-"""The 80% and 100% budget warnings: claimed once per period each, emailed to the org's admins."""
+"""The 80% and 100% budget warnings: claimed once per period each, sent to the org's admins in the
+app (bell and toast) and by email."""
+
+import datetime
 
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.models import Organization, Role, User
 from apps.accounts.services import audit_log_record
+from apps.alerts.models import NotificationLevel
+from apps.alerts.services.notify import notify_users
 from apps.billing.models import BudgetPeriod, BudgetSettings
 
 WARNING_LEVELS = (100, 80)
@@ -55,8 +61,8 @@ def warnings_send(*, period_id: int, due: list[int]) -> None:
         target=period,
         metadata={"level": level, "claimed": claimed, "used": period.used, "budget": period.budget},
     )
-    recipients = [admin.email for admin in org_admins(org)]
-    if not recipients:
+    admins = org_admins(org)
+    if not admins:
         return
     context = {
         "org": org,
@@ -70,6 +76,14 @@ def warnings_send(*, period_id: int, due: list[int]) -> None:
         if level >= 100
         else f"{org.name} has used {level}% of its DataMind token budget"
     )
+    notify_users(
+        admins,
+        title=subject,
+        body=_in_app_body(level=level, remaining=context["remaining"], resets_on=period.period_end),
+        link=reverse("billing:index"),
+        level=NotificationLevel.ERROR if level >= 100 else NotificationLevel.WARNING,
+    )
+    recipients = [admin.email for admin in admins]
     text = render_to_string("billing/email/budget_warning.txt", context)
     html = render_to_string("billing/email/budget_warning.html", context)
     # After commit: an email must not announce a settlement that was rolled back.
@@ -78,3 +92,10 @@ def warnings_send(*, period_id: int, due: list[int]) -> None:
             subject=subject, message=text, html_message=html, from_email=None, recipient_list=recipients
         )
     )
+
+
+def _in_app_body(*, level: int, remaining: int, resets_on: datetime.date) -> str:
+    resets = f"The budget resets on {resets_on:%-d %B %Y}."
+    if level >= 100:
+        return f"New questions to the language model are refused until then. {resets}"
+    return f"{remaining:,} tokens are left this month. {resets}"

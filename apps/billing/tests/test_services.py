@@ -6,6 +6,7 @@ from django.core import mail
 from django.core.exceptions import PermissionDenied
 
 from apps.accounts.models import AuditLog, Plan
+from apps.alerts.models import Notification
 from apps.billing.models import BudgetPeriod, Reservation, UsageRecord
 from apps.billing.services import (
     RESERVATION_TTL,
@@ -324,6 +325,14 @@ def test_the_80_and_100_percent_warnings_are_sent_once_each(
     assert "will be refused until the budget resets" in mail.outbox[1].body
     warnings = AuditLog.objects.filter(action="billing.budget_warning", org=budget_10k)
     assert sorted(entry.metadata["level"] for entry in warnings) == [80, 100]
+    # The admins also find them in the app (bell and notifications page), once each.
+    assert list(
+        Notification.objects.filter(user=personas.admin).order_by("pk").values_list("title", "level")
+    ) == [
+        ("Acme has used 80% of its DataMind token budget", "warning"),
+        ("Acme has used its DataMind token budget for this month", "error"),
+    ]
+    assert not Notification.objects.exclude(user=personas.admin).exists()
 
 
 def test_crossing_both_lines_at_once_sends_only_the_urgent_warning(
