@@ -40,14 +40,26 @@ def _next_refresh(schedule_minutes: int) -> dt.datetime | None:
 # Faster would let one open page, or one schedule, keep a warehouse busy for everyone.
 MIN_AUTO_REFRESH_S = 10
 MIN_SCHEDULE_MINUTES = 5
+# Slower is no refresh at all; the caps also keep the values inside the database's integers.
+MAX_AUTO_REFRESH_S = 24 * 60 * 60
+MAX_SCHEDULE_MINUTES = 31 * 24 * 60
+
+
+def _check_reload_seconds(field: str, seconds: int) -> None:
+    if 0 < seconds < MIN_AUTO_REFRESH_S or seconds > MAX_AUTO_REFRESH_S:
+        raise ValidationError(
+            {field: f"Reload every {MIN_AUTO_REFRESH_S} to {MAX_AUTO_REFRESH_S:,} seconds, or 0 for never."}
+        )
 
 
 def _check_intervals(auto_refresh_s: int, schedule_minutes: int) -> None:
-    if 0 < auto_refresh_s < MIN_AUTO_REFRESH_S:
-        raise ValidationError({"auto_refresh_s": f"Reload at most every {MIN_AUTO_REFRESH_S} seconds, or 0."})
-    if 0 < schedule_minutes < MIN_SCHEDULE_MINUTES:
+    _check_reload_seconds("auto_refresh_s", auto_refresh_s)
+    if 0 < schedule_minutes < MIN_SCHEDULE_MINUTES or schedule_minutes > MAX_SCHEDULE_MINUTES:
         raise ValidationError(
-            {"schedule_minutes": f"Refresh at most every {MIN_SCHEDULE_MINUTES} minutes, or 0."}
+            {
+                "schedule_minutes": f"Refresh every {MIN_SCHEDULE_MINUTES} to {MAX_SCHEDULE_MINUTES:,} "
+                "minutes, or 0 for never."
+            }
         )
 
 
@@ -151,10 +163,7 @@ def _checked_sql(connection: Connection | None, sql: str, user: User) -> None:
 
 
 def _checked_widget(widget: Widget, user: User) -> None:
-    if 0 < widget.refresh_interval_s < MIN_AUTO_REFRESH_S:
-        raise ValidationError(
-            {"refresh_interval_s": f"Reload at most every {MIN_AUTO_REFRESH_S} seconds, or 0."}
-        )
+    _check_reload_seconds("refresh_interval_s", widget.refresh_interval_s)
     if widget.kind != WidgetKind.TEXT:
         _checked_sql(widget.connection, widget.sql, user)
     chart = widget.chart or {}

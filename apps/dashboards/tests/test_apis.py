@@ -57,6 +57,18 @@ def test_an_analyst_creates_a_dashboard_and_a_widget(personas, shop_connection):
     assert [d["title"] for d in listed.data["results"]] == ["Sales"]
 
 
+def test_a_huge_schedule_is_refused_with_the_range_not_a_server_error(personas):
+    response = bearer(personas.analyst).post(
+        reverse("dashboards-api:dashboard-list"),
+        {"title": "Sales", "schedule_minutes": 10**12},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "5 to 44,640 minutes" in str(response.data["fields"]["schedule_minutes"])
+    assert not Dashboard.objects.exists()
+
+
 def test_a_widget_with_unsafe_sql_is_refused_with_the_reason(personas, dashboard, shop_connection):
     response = bearer(personas.analyst).post(
         reverse("dashboards-api:widget-list", args=[dashboard.pk]),

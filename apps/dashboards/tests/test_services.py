@@ -206,3 +206,12 @@ def test_refresh_intervals_have_a_floor(personas, widget):
         services.dashboard_update(dashboard=widget.dashboard, user=personas.analyst, schedule_minutes=1)
     with pytest.raises(ValidationError):
         services.widget_update(widget=widget, user=personas.analyst, refresh_interval_s=2)
+
+
+def test_refresh_intervals_have_a_ceiling(personas, widget):
+    with pytest.raises(ValidationError):
+        services.dashboard_create(org=personas.org, owner=personas.analyst, title="x", auto_refresh_s=10**12)
+    with pytest.raises(ValidationError):
+        services.dashboard_update(dashboard=widget.dashboard, user=personas.analyst, schedule_minutes=10**12)
+    with pytest.raises(ValidationError):
+        services.widget_update(widget=widget, user=personas.analyst, refresh_interval_s=10**12)
