@@ -1,7 +1,13 @@
+from collections.abc import Mapping
+from typing import Any
+
 from django.db.models import Prefetch, QuerySet
 
 from apps.accounts.models import Organization, User
 from apps.alerts.models import Alert, AlertDelivery, AlertEvent, EventState, Notification
+from apps.chat.models import ChatMessage
+from apps.dashboards.models import Widget, WidgetKind
+from apps.dashboards.selectors import widget_get
 
 SPARKLINE_POINTS = 24
 
@@ -45,3 +51,37 @@ def delivery_list(*, alert: Alert) -> QuerySet[AlertDelivery]:
 
 def notification_list(*, user: User) -> QuerySet[Notification]:
     return Notification.objects.filter(user=user)
+
+
+def alert_prefill(*, user: User, source: Mapping[str, str]) -> dict[str, Any]:
+    """A new alert's fields from what "Create alert" was clicked on: a chat answer of the user's
+    (`?message=`) or a dashboard widget they can see (`?widget=`); anything else prefills nothing."""
+    message_id, widget_id = source.get("message", ""), source.get("widget", "")
+    if message_id.isdigit():
+        return _prefill_from_answer(user, int(message_id))
+    if widget_id.isdigit():
+        return _prefill_from_widget(user, int(widget_id))
+    return {}
+
+
+def _prefill_from_answer(user: User, pk: int) -> dict[str, Any]:
+    answer = (
+        ChatMessage.objects.filter(pk=pk, session__org=user.org, session__user=user)
+        .select_related("session")
+        .first()
+    )
+    if answer is None or not answer.sql or answer.session.connection_id is None:
+        return {}
+    question = answer.session.messages.filter(pk__lt=answer.pk, role="user").order_by("-pk").first()
+    name = (question.content if question else answer.session.title)[:120]
+    return {"sql": answer.sql, "connection": answer.session.connection_id, "name": name}
+
+
+def _prefill_from_widget(user: User, pk: int) -> dict[str, Any]:
+    try:
+        widget = widget_get(org=user.org, user=user, pk=pk)
+    except Widget.DoesNotExist:
+        return {}
+    if widget.kind == WidgetKind.TEXT or not widget.sql or widget.connection_id is None:
+        return {}
+    return {"sql": widget.sql, "connection": widget.connection_id, "name": widget.title[:120]}

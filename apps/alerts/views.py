@@ -28,7 +28,6 @@ from apps.alerts.services.investigate import investigation_start
 from apps.alerts.services.notify import notification_mark_read
 from apps.alerts.services.preview import alert_preview
 from apps.alerts.services.schedule import alert_cron, upcoming_runs
-from apps.chat.models import ChatMessage
 from apps.connections.engines.base import EngineError
 from apps.connections.safety import UnsafeSQLError
 from datamind.lib.exceptions import DataMindError
@@ -66,25 +65,6 @@ def index(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "alerts/index.html", {"rows": rows, "now": now()})
 
 
-def _prefill(request: AuthenticatedRequest) -> dict[str, Any]:
-    """A new alert's fields from a chat answer ("Create alert" under a number or a series)."""
-    message_id = request.GET.get("message", "")
-    if not message_id.isdigit():
-        return {}
-    answer = (
-        ChatMessage.objects.filter(
-            pk=int(message_id), session__org=request.user.org, session__user=request.user
-        )
-        .select_related("session")
-        .first()
-    )
-    if answer is None or not answer.sql or answer.session.connection_id is None:
-        return {}
-    question = answer.session.messages.filter(pk__lt=answer.pk, role="user").order_by("-pk").first()
-    name = (question.content if question else answer.session.title)[:120]
-    return {"sql": answer.sql, "connection": answer.session.connection_id, "name": name}
-
-
 def _form_page(request: AuthenticatedRequest, form: AlertForm, alert: Alert | None) -> HttpResponse:
     status = INVALID if form.is_bound else 200
     context = {"form": form, "alert": alert, "version": vega_bundle_version()}
@@ -95,7 +75,9 @@ def _form_page(request: AuthenticatedRequest, form: AlertForm, alert: Alert | No
 @role_required(Role.ANALYST)
 def alert_create(request: AuthenticatedRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
-    form = AlertForm(data, org=request.user.org, initial=_prefill(request))
+    form = AlertForm(
+        data, org=request.user.org, initial=selectors.alert_prefill(user=request.user, source=request.GET)
+    )
     if form.is_valid():
         try:
             alert = alert_services.alert_create(

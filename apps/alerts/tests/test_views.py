@@ -10,6 +10,8 @@ from apps.alerts.services.evaluation import alert_evaluate
 from apps.alerts.services.notify import notify_users
 from apps.alerts.tests.factories import DAILY_SERIES_SQL, AlertFactory
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
+from apps.dashboards.models import Visibility
+from apps.dashboards.tests.factories import DashboardFactory, WidgetFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -157,6 +159,25 @@ def test_a_chat_answer_that_is_a_number_offers_create_alert_prefilled(client, pe
     assert f"{reverse('alerts:create')}?message={answer.pk}" in page
     form = client.get(reverse("alerts:create"), {"message": answer.pk}).content.decode()
     assert "SELECT 42 AS revenue" in form and 'value="Total revenue"' in form
+
+
+def test_a_dashboard_widget_offers_create_alert_prefilled_for_those_who_can_see_it(
+    client, personas, warehouse
+):
+    dashboard = DashboardFactory(org=personas.org, owner=personas.admin, visibility=Visibility.ORG)
+    widget = WidgetFactory(
+        dashboard=dashboard, connection=warehouse, title="Daily revenue", sql=DAILY_SERIES_SQL
+    )
+    client.force_login(personas.analyst)
+    fragment = client.get(reverse("dashboards:widget-fragment", args=[widget.pk])).content.decode()
+    assert f"{reverse('alerts:create')}?widget={widget.pk}" in fragment
+    form = client.get(reverse("alerts:create"), {"widget": widget.pk}).content.decode()
+    assert 'value="Daily revenue"' in form and "FROM" in form
+
+    dashboard.visibility = Visibility.PRIVATE
+    dashboard.save()
+    form = client.get(reverse("alerts:create"), {"widget": widget.pk}).content.decode()
+    assert "Daily revenue" not in form  # a colleague's private widget prefills nothing
 
 
 def test_the_bell_counts_unread_and_the_page_marks_them_read(client, personas):
