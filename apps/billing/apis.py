@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from apps.accounts.models import Plan, Role
 from apps.billing import selectors
 from apps.billing.forms import PERIOD_FORMAT, PERIOD_INVALID
-from apps.billing.models import BudgetPeriod
+from apps.billing.models import MAX_MONTHLY_BUDGET, BudgetPeriod
 from apps.billing.services import (
     budget_period_current,
     budget_period_of_month,
@@ -120,7 +120,10 @@ class BudgetApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         monthly_override = serializers.IntegerField(
-            min_value=0, allow_null=True, help_text="Tokens per month; null uses the plan's allowance."
+            min_value=0,
+            max_value=MAX_MONTHLY_BUDGET,
+            allow_null=True,
+            help_text="Tokens per month; null uses the plan's allowance.",
         )
         warn_at_80 = serializers.BooleanField()
         warn_at_100 = serializers.BooleanField()

@@ -4,7 +4,7 @@ from django import forms
 
 from apps.accounts.forms import ServiceForm
 from apps.accounts.models import Organization, Plan
-from apps.billing.models import BudgetSettings
+from apps.billing.models import MAX_MONTHLY_BUDGET, BudgetSettings
 
 
 class BudgetForm(ServiceForm):
@@ -14,6 +14,7 @@ class BudgetForm(ServiceForm):
     monthly_override = forms.IntegerField(
         label="Monthly budget (tokens)",
         min_value=0,
+        max_value=MAX_MONTHLY_BUDGET,
         required=False,
         help_text="Empty uses the plan's allowance. A new value applies to this month at once.",
     )

@@ -51,6 +51,9 @@ PLAN_BUDGETS: dict[str, int] = {
     "pro": 10_000_000,
     "enterprise": 50_000_000,
 }
+# The largest override: far above any real month, and low enough that used + reserved + a call's
+# reservation can never overflow the counters' 64-bit integers.
+MAX_MONTHLY_BUDGET = 10**15
 
 
 class ModelPrice(models.Model):

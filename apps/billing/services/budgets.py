@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Organization, Plan, User
 from apps.accounts.services import audit_log_record
-from apps.billing.models import BudgetPeriod, BudgetSettings
+from apps.billing.models import MAX_MONTHLY_BUDGET, BudgetPeriod, BudgetSettings
 from apps.billing.services.periods import budget_period_current, budget_tokens
 
 
@@ -24,8 +24,8 @@ def budget_update(
     a plan change alone applies from the next month (the current month's budget stays frozen)."""
     if not (actor.is_superuser or (actor.org_id == org.pk and actor.is_org_admin)):
         raise PermissionDenied("Only an admin of this organisation can change its budget.")
-    if override is not None and override < 0:
-        raise ValidationError({"override": "The monthly budget cannot be negative."})
+    if override is not None and not 0 <= override <= MAX_MONTHLY_BUDGET:
+        raise ValidationError({"override": f"Give a monthly budget from 0 to {MAX_MONTHLY_BUDGET:,} tokens."})
     if plan is not None and plan not in Plan.values:
         raise ValidationError({"plan": f"Choose one of: {', '.join(Plan.values)}."})
     prefs, _ = BudgetSettings.objects.select_for_update().get_or_create(org=org)

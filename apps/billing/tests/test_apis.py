@@ -128,3 +128,10 @@ def test_an_outsider_cannot_read_another_orgs_past_month(personas):
     response = api(personas.outsider).get(USAGE, {"period": f"{past.period_start:%Y-%m}"})
     assert response.status_code == 404
     assert "4321" not in response.content.decode()
+
+
+def test_a_budget_beyond_any_counter_is_invalid_not_a_server_error(personas):
+    response = api(personas.admin).put(BUDGET, SETTINGS | {"monthly_override": 2**63}, format="json")
+    assert response.status_code == 400
+    assert "monthly_override" in response.json()["fields"]
+    assert not BudgetSettings.objects.filter(org=personas.org).exists()
