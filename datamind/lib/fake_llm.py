@@ -154,6 +154,8 @@ class RecordedRequest:
     # Text chunks written so far: a test can tell text that arrived while the stream was still
     # being written from text that arrived only at its end.
     chunks_sent: int = 0
+    # The client's port: requests that share it came over one kept-alive connection.
+    client_port: int = 0
 
     @property
     def api_key(self) -> str | None:
@@ -290,6 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
             api=api,
+            client_port=self.client_address[1],
         )
         self.server.fake._add_request(record)
         return record

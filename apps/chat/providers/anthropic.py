@@ -23,6 +23,7 @@ from apps.chat.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    loop_client,
 )
 
 logger = structlog.get_logger(__name__)
@@ -50,12 +51,14 @@ class AnthropicProvider(Provider):
         super().__init__(model=model or settings.ANTHROPIC_MODEL, api_key=api_key, base_url=base_url)
 
     def _client(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            api_key=self.api_key or None,
-            base_url=self.base_url or None,
-            max_retries=MAX_RETRIES,
-            timeout=anthropic.Timeout(
-                settings.LLM_TIMEOUT, connect=min(CONNECT_TIMEOUT, settings.LLM_TIMEOUT)
+        timeout = settings.LLM_TIMEOUT
+        return loop_client(
+            (self.name, self.api_key, self.base_url, timeout),
+            lambda: anthropic.AsyncAnthropic(
+                api_key=self.api_key or None,
+                base_url=self.base_url or None,
+                max_retries=MAX_RETRIES,
+                timeout=anthropic.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
             ),
         )
 
@@ -90,8 +93,6 @@ class AnthropicProvider(Provider):
         except httpx2.RequestError as error:
             # The SDK lets transport errors that happen after the response began through as they are.
             raise self._error(error, mid_way=True) from error
-        finally:
-            await client.close()
         if not finished:
             # The body ended cleanly but without message_stop: a proxy cut it short.
             raise ProviderError(MID_WAY, retryable=True)
@@ -104,8 +105,6 @@ class AnthropicProvider(Provider):
             )
         except (anthropic.AnthropicError, httpx2.RequestError) as error:
             raise self._error(error) from error
-        finally:
-            await client.close()
         return f"Anthropic {self.model} answered."
 
     def _error(self, error: Exception, *, mid_way: bool = False) -> ProviderError:
