@@ -9,16 +9,17 @@ them and use the finished message.
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
@@ -50,6 +51,36 @@ PREVIEW_ROWS = 200
 ANALYSIS_ROWS = 30
 HISTORY_TURNS = 5
 CONTEXT_TOKEN_BUDGET = 6000
+# Threads for the pipeline's database and cache work, each with its own database connection.
+DB_THREADS = 8
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Channels runs database_sync_to_async on one thread shared by every consumer of the process, so
+# with many chats at once each question's round trips waited behind every other chat's before its
+# first token could even be asked for. Each call below is a transaction of its own and receives
+# plain objects, so any thread may run it: they get a small pool of their own (bounded, since every
+# worker keeps a database connection), apart from the loop's default executor that runs the
+# warehouse queries.
+_db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="chat-db")
+
+
+def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """`function` on the pipeline's threads, its database connection recycled as a request's is.
+
+    Connections are checked inside the call, where they were used: channels'
+    database_sync_to_async checks them outside it and left this pool's connections open past
+    CONN_MAX_AGE (the test database could then not be dropped at the end of the run)."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False, executor=_db_threads)
 
 
 class Phase:
@@ -185,15 +216,15 @@ async def _call_model(
     does not fit, before any request is made), settle with the provider's own usage report, and
     give the reservation back if the call fails or is stopped."""
     session = prepared.question.session
-    reservation = await database_sync_to_async(budget_reserve)(
+    reservation = await _off_loop(budget_reserve)(
         org=session.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
     )
     try:
         reply, usage = await _stream(prepared.provider, prompt, emit, kind)
     except BaseException:
-        await asyncio.shield(database_sync_to_async(budget_release)(reservation=reservation))
+        await asyncio.shield(_off_loop(budget_release)(reservation=reservation))
         raise
-    record = await database_sync_to_async(budget_settle)(
+    record = await _off_loop(budget_settle)(
         reservation=reservation,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
@@ -343,17 +374,26 @@ async def answer_question(
     """Answer one question in a session; every door calls this. Raises ValidationError for a
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
-    if not await sync_to_async(_answer_lock_take)(session):
+    if not await _off_loop(_answer_lock_take)(session):
         raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
+    answered: list[ChatMessage] = []
     try:
-        return await _answer_question(session=session, user=user, text=text, emit=emit)
+        await _answer_question(session=session, user=user, text=text, emit=emit, answered=answered)
     finally:
-        await sync_to_async(_answer_lock_release)(session)
+        # The chat is free before the answer is shown as done: a question sent on seeing it must
+        # not be refused as one asked while the answer was still being written.
+        await _off_loop(_answer_lock_release)(session)
+        if answered:
+            await emit(Event("done", {"message": answered[0]}))
+    return answered[0]
 
 
-async def _answer_question(*, session: ChatSession, user: User, text: str, emit: Emit) -> ChatMessage:
+async def _answer_question(
+    *, session: ChatSession, user: User, text: str, emit: Emit, answered: list[ChatMessage]
+) -> None:
+    """Answer and save the answer, also when stopped, into `answered`."""
     started = time.perf_counter()
-    prepared = await database_sync_to_async(_prepare)(session, text)
+    prepared = await _off_loop(_prepare)(session, text)
     await emit(Event("question", {"message": prepared.question}))
     answer = _Answer()
     try:
@@ -361,12 +401,9 @@ async def _answer_question(*, session: ChatSession, user: User, text: str, emit:
     except asyncio.CancelledError:
         answer.status = MessageStatus.CANCELLED
         answer.error = "Stopped."
-        message = await asyncio.shield(_finish(session, prepared, answer, user, started))
-        await emit(Event("done", {"message": message}))
+        answered.append(await asyncio.shield(_finish(session, prepared, answer, user, started)))
         raise
-    message = await _finish(session, prepared, answer, user, started)
-    await emit(Event("done", {"message": message}))
-    return message
+    answered.append(await _finish(session, prepared, answer, user, started))
 
 
 async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) -> None:
@@ -419,7 +456,7 @@ async def _finish(
     session: ChatSession, prepared: _Prepared, answer: _Answer, user: User, started: float
 ) -> ChatMessage:
     answer.timings["total_ms"] = _ms(started)
-    return await database_sync_to_async(_save_answer)(session, prepared, answer, user)
+    return await _off_loop(_save_answer)(session, prepared, answer, user)
 
 
 @transaction.atomic
