@@ -33,6 +33,7 @@ from apps.chat.services.context import (
     estimate_tokens,
     prompt_for_analysis,
     prompt_for_sql,
+    schema_index_cached,
     schema_link,
     sql_extract,
 )
@@ -169,6 +170,12 @@ def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     return list(reversed(turns[:HISTORY_TURNS]))
 
 
+def _catalogue_key(connection: Connection) -> tuple[int, int, tuple[str, ...]]:
+    """What identifies the catalogue the model may see: hiding a column changes it without a new
+    catalogue version."""
+    return connection.pk, connection.catalogue_version, tuple(connection.excluded_columns)
+
+
 @transaction.atomic
 def _prepare(session: ChatSession, text: str) -> _Prepared:
     question = ChatMessage.objects.create(session=session, role=MessageRole.USER, content=text)
@@ -176,8 +183,13 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
     if not session.title:
         session.title = text[:120]
     session.save(update_fields=["updated_at", "title"])
-    connection = session.connection
-    tables = catalogue_snapshot(connection=connection) if connection is not None else []
+    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile.
+    connection = Connection.objects.filter(pk=session.connection_id).first()
+    tables: list[TableInfo] = []
+    if connection is not None:
+        # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
+        index = schema_index_cached(_catalogue_key(connection))
+        tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
     return _Prepared(
         question=question,
         connection=connection,
@@ -426,7 +438,7 @@ async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) 
         prepared.question.content,
         prepared.history,
         token_budget=CONTEXT_TOKEN_BUDGET,
-        cache_key=(connection.pk, connection.catalogue_version),
+        cache_key=_catalogue_key(connection),
     )
     answer.tables_used = [t.qualified_name for t in tables]
     answer.timings["context_ms"] = _ms(started)
