@@ -7,6 +7,7 @@ them and use the finished message.
 """
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -17,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 import structlog
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections, transaction
 from django.utils import timezone
@@ -356,6 +357,14 @@ def _ms(started: float) -> int:
 ANSWER_LOCK_SECONDS = 10 * 60
 
 
+@functools.cache
+def _lock_cache() -> BaseCache:
+    """The answer locks' cache client, one per process. `django.core.cache.cache` is an object per
+    async context, so each lock taken through it on the pipeline's threads built a new client and
+    opened a new Redis connection: most of what taking the lock cost."""
+    return caches.create_connection(DEFAULT_CACHE_ALIAS)
+
+
 def _lock_key(session: ChatSession) -> str:
     return f"datamind:chat:answering:{session.pk}"
 
@@ -367,7 +376,7 @@ def _answer_lock_take(session: ChatSession) -> bool:
     A cache outage must not stop people asking: then there is no lock at all.
     """
     try:
-        return bool(cache.add(_lock_key(session), 1, timeout=ANSWER_LOCK_SECONDS))
+        return bool(_lock_cache().add(_lock_key(session), 1, timeout=ANSWER_LOCK_SECONDS))
     except Exception as exc:
         logger.warning("answer_lock_unavailable", error=str(exc))
         return True
@@ -375,7 +384,7 @@ def _answer_lock_take(session: ChatSession) -> bool:
 
 def _answer_lock_release(session: ChatSession) -> None:
     try:
-        cache.delete(_lock_key(session))
+        _lock_cache().delete(_lock_key(session))
     except Exception as exc:
         logger.warning("answer_lock_unavailable", error=str(exc))
 
