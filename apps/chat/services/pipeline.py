@@ -151,7 +151,12 @@ def question_clean(text: str) -> str:
 
 def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     """The last few question/answer pairs of the session, oldest first, for follow-ups."""
-    messages = list(session.messages.filter(created_at__lt=before.created_at).order_by("-created_at")[:20])
+    # Only what a turn needs: an answer's row preview and chart (its data included) can be large.
+    messages = list(
+        session.messages.filter(created_at__lt=before.created_at)
+        .only("role", "content", "sql", "columns", "row_count")
+        .order_by("-created_at")[:20]
+    )
     turns: list[Turn] = []
     answer: ChatMessage | None = None
     for message in messages:
