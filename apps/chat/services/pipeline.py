@@ -182,6 +182,18 @@ def _catalogue_key(connection: Connection) -> tuple[int, int, tuple[str, ...]]:
     return connection.pk, connection.catalogue_version, tuple(connection.excluded_columns)
 
 
+def _prepare_locked(session: ChatSession, text: str) -> _Prepared | None:
+    """Take the chat's answer lock and save the question, in one trip to the pipeline's threads;
+    None when another answer is being written. Saving the answer frees the chat again."""
+    if not _answer_lock_take(session):
+        return None
+    try:
+        return _prepare(session, text)
+    except BaseException:
+        _answer_lock_release(session)
+        raise
+
+
 @transaction.atomic
 def _prepare(session: ChatSession, text: str) -> _Prepared:
     question = ChatMessage.objects.create(session=session, role=MessageRole.USER, content=text)
@@ -400,26 +412,33 @@ async def answer_question(
     """Answer one question in a session; every door calls this. Raises ValidationError for a
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
-    if not await _off_loop(_answer_lock_take)(session):
+    started = time.perf_counter()
+    prepared = await _off_loop(_prepare_locked)(session, text)
+    if prepared is None:
         raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
     answered: list[ChatMessage] = []
     try:
-        await _answer_question(session=session, user=user, text=text, emit=emit, answered=answered)
+        await _answer_question(session, prepared, user=user, emit=emit, started=started, answered=answered)
     finally:
-        # The chat is free before the answer is shown as done: a question sent on seeing it must
-        # not be refused as one asked while the answer was still being written.
-        await _off_loop(_answer_lock_release)(session)
-        if answered:
+        if not answered:
+            # Saving the answer frees the chat; it was not saved, so free it here.
+            await _off_loop(_answer_lock_release)(session)
+        else:
+            # After the chat is free, so a question sent on seeing this is not refused.
             await emit(Event("done", {"message": answered[0]}))
     return answered[0]
 
 
 async def _answer_question(
-    *, session: ChatSession, user: User, text: str, emit: Emit, answered: list[ChatMessage]
+    session: ChatSession,
+    prepared: _Prepared,
+    *,
+    user: User,
+    emit: Emit,
+    started: float,
+    answered: list[ChatMessage],
 ) -> None:
     """Answer and save the answer, also when stopped, into `answered`."""
-    started = time.perf_counter()
-    prepared = await _off_loop(_prepare)(session, text)
     await emit(Event("question", {"message": prepared.question}))
     answer = _Answer()
     try:
@@ -482,7 +501,15 @@ async def _finish(
     session: ChatSession, prepared: _Prepared, answer: _Answer, user: User, started: float
 ) -> ChatMessage:
     answer.timings["total_ms"] = _ms(started)
-    return await _off_loop(_save_answer)(session, prepared, answer, user)
+    return await _off_loop(_save_answer_and_unlock)(session, prepared, answer, user)
+
+
+def _save_answer_and_unlock(
+    session: ChatSession, prepared: _Prepared, answer: _Answer, user: User
+) -> ChatMessage:
+    message = _save_answer(session, prepared, answer, user)
+    _answer_lock_release(session)
+    return message
 
 
 @transaction.atomic
