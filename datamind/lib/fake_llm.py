@@ -201,6 +201,10 @@ class _ServerClosing(Exception):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 made the kernel drop the connections of clients that
+    # connect all at once (bench/chat.py's 50 chats) and those retried a second later: a stall
+    # a real API server, with a backlog in the hundreds, does not have.
+    request_queue_size = 128
 
     def __init__(self, fake: "FakeLLMServer") -> None:
         self.fake = fake
