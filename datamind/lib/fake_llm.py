@@ -154,6 +154,8 @@ class RecordedRequest:
     # Text chunks written so far: a test can tell text that arrived while the stream was still
     # being written from text that arrived only at its end.
     chunks_sent: int = 0
+    # The client's port: requests that share it came over one kept-alive connection.
+    client_port: int = 0
 
     @property
     def api_key(self) -> str | None:
@@ -199,6 +201,10 @@ class _ServerClosing(Exception):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 made the kernel drop the connections of clients that
+    # connect all at once (bench/chat.py's 50 chats) and those retried a second later: a stall
+    # a real API server, with a backlog in the hundreds, does not have.
+    request_queue_size = 128
 
     def __init__(self, fake: "FakeLLMServer") -> None:
         self.fake = fake
@@ -290,6 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
             api=api,
+            client_port=self.client_address[1],
         )
         self.server.fake._add_request(record)
         return record

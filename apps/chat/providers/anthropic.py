@@ -23,6 +23,7 @@ from apps.chat.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    loop_client,
 )
 
 logger = structlog.get_logger(__name__)
@@ -31,14 +32,25 @@ KEY_REFUSED = "The Anthropic API key was refused. Check it in Settings, Language
 RETRYABLE_ERROR_TYPES = {"rate_limit_error", "overloaded_error", "api_error", "timeout_error"}
 
 
-def _usage(report: Any) -> Usage:
-    """Our Usage from the SDK's: cached input tokens are input tokens too."""
-    input_tokens = (
-        (report.input_tokens or 0)
-        + (getattr(report, "cache_creation_input_tokens", None) or 0)
-        + (getattr(report, "cache_read_input_tokens", None) or 0)
-    )
-    return Usage(input_tokens=input_tokens, output_tokens=report.output_tokens or 0)
+class _UsageReport:
+    """The answer's usage as the stream reports it: message_start's figures, then message_delta's
+    cumulative ones (input figures included when the API sends them). Cached input tokens are
+    input tokens too."""
+
+    INPUT = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys((*self.INPUT, "output_tokens"), 0)
+
+    def update(self, report: Any) -> Usage:
+        for name in self.counts:
+            value = getattr(report, name, None)
+            if value is not None:
+                self.counts[name] = value
+        return Usage(
+            input_tokens=sum(self.counts[name] for name in self.INPUT),
+            output_tokens=self.counts["output_tokens"],
+        )
 
 
 @register
@@ -50,48 +62,53 @@ class AnthropicProvider(Provider):
         super().__init__(model=model or settings.ANTHROPIC_MODEL, api_key=api_key, base_url=base_url)
 
     def _client(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            api_key=self.api_key or None,
-            base_url=self.base_url or None,
-            max_retries=MAX_RETRIES,
-            timeout=anthropic.Timeout(
-                settings.LLM_TIMEOUT, connect=min(CONNECT_TIMEOUT, settings.LLM_TIMEOUT)
+        timeout = settings.LLM_TIMEOUT
+        return loop_client(
+            (self.name, self.api_key, self.base_url, timeout),
+            lambda: anthropic.AsyncAnthropic(
+                api_key=self.api_key or None,
+                base_url=self.base_url or None,
+                max_retries=MAX_RETRIES,
+                timeout=anthropic.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
             ),
         )
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
         self.usage = Usage()
         client = self._client()
+        report = _UsageReport()
         started = finished = False
         system: dict[str, Any] = {"system": prompt.system} if prompt.system else {}
         try:
-            async with client.messages.stream(
+            # The raw stream events rather than the SDK's messages.stream() helper: the helper
+            # rebuilds a snapshot of the whole message on every event, CPU time on the event loop
+            # that every other chat of the process waits for, and we need only text and usage.
+            stream = await client.messages.create(
                 model=self.model,
                 max_tokens=prompt.max_tokens,
                 messages=cast("list[MessageParam]", prompt.messages),
+                stream=True,
                 **system,
-            ) as stream:
+            )
+            async with stream:
                 async for event in stream:
-                    if event.type == "message_start":
+                    if event.type == "content_block_delta":
+                        if event.delta.type == "text_delta":
+                            yield event.delta.text
+                    elif event.type == "message_start":
                         started = True
-                        self.usage = _usage(event.message.usage)
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        yield event.delta.text
+                        self.usage = report.update(event.message.usage)
                     elif event.type == "message_delta":
-                        self.usage = Usage(self.usage.input_tokens, event.usage.output_tokens)
+                        self.usage = report.update(event.usage)
                         if event.delta.stop_reason == "max_tokens":
                             logger.warning("llm_answer_truncated", provider=self.name, model=self.model)
                     elif event.type == "message_stop":
                         finished = True
-                if finished:
-                    self.usage = _usage((await stream.get_final_message()).usage)
         except anthropic.AnthropicError as error:
             raise self._error(error, mid_way=started) from error
         except httpx2.RequestError as error:
             # The SDK lets transport errors that happen after the response began through as they are.
             raise self._error(error, mid_way=True) from error
-        finally:
-            await client.close()
         if not finished:
             # The body ended cleanly but without message_stop: a proxy cut it short.
             raise ProviderError(MID_WAY, retryable=True)
@@ -104,8 +121,6 @@ class AnthropicProvider(Provider):
             )
         except (anthropic.AnthropicError, httpx2.RequestError) as error:
             raise self._error(error) from error
-        finally:
-            await client.close()
         return f"Anthropic {self.model} answered."
 
     def _error(self, error: Exception, *, mid_way: bool = False) -> ProviderError:

@@ -24,6 +24,7 @@ from apps.chat.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    loop_client,
 )
 
 logger = structlog.get_logger(__name__)
@@ -53,12 +54,17 @@ class OpenAIProvider(Provider):
         super().__init__(model=model or settings.OPENAI_MODEL, api_key=api_key, base_url=base_url)
 
     def _client(self) -> openai.AsyncOpenAI:
+        timeout = settings.LLM_TIMEOUT
+        return loop_client(
+            (self.name, self.api_key, self.base_url, timeout),
+            lambda: self._new_client(openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))),
+        )
+
+    def _new_client(self, timeout: openai.Timeout) -> openai.AsyncOpenAI:
         options: dict[str, Any] = {
             "base_url": self.base_url or None,
             "max_retries": MAX_RETRIES,
-            "timeout": openai.Timeout(
-                settings.LLM_TIMEOUT, connect=min(CONNECT_TIMEOUT, settings.LLM_TIMEOUT)
-            ),
+            "timeout": timeout,
         }
         try:
             return openai.AsyncOpenAI(api_key=self.api_key or None, **options)
@@ -106,8 +112,6 @@ class OpenAIProvider(Provider):
             raise self._error(error, mid_way=started) from error
         except httpx2.RequestError as error:
             raise self._error(error, mid_way=True) from error
-        finally:
-            await client.close()
         if not finished:
             # The body ended cleanly but without a finish reason: a proxy cut it short.
             raise ProviderError(MID_WAY, retryable=True)
@@ -125,8 +129,6 @@ class OpenAIProvider(Provider):
             )
         except (openai.OpenAIError, httpx2.RequestError) as error:
             raise self._error(error) from error
-        finally:
-            await client.close()
         return f"{SERVER} at {client.base_url} answered with {self.model}."
 
     def _error(self, error: Exception, *, mid_way: bool = False) -> ProviderError:

@@ -639,6 +639,12 @@ _INDEX_CACHE_SIZE = 16
 _INDEX_CACHE_LOCK = threading.Lock()
 
 
+def schema_index_cached(key: Hashable) -> SchemaIndex | None:
+    """The index cached under `key`, if any: its `tables` are the catalogue it was built from."""
+    with _INDEX_CACHE_LOCK:
+        return _INDEX_CACHE.get(key)
+
+
 def schema_index(tables: Sequence[TableInfo], *, key: Hashable | None = None) -> SchemaIndex:
     """The index of a catalogue, from the cache when `key` was seen before. The key must change
     whenever the catalogue does (a catalogue version does)."""

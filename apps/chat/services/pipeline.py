@@ -7,18 +7,20 @@ them and use the finished message.
 """
 
 import asyncio
+import functools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
@@ -32,6 +34,7 @@ from apps.chat.services.context import (
     estimate_tokens,
     prompt_for_analysis,
     prompt_for_sql,
+    schema_index_cached,
     schema_link,
     sql_extract,
 )
@@ -50,6 +53,36 @@ PREVIEW_ROWS = 200
 ANALYSIS_ROWS = 30
 HISTORY_TURNS = 5
 CONTEXT_TOKEN_BUDGET = 6000
+# Threads for the pipeline's database and cache work, each with its own database connection.
+DB_THREADS = 8
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Channels runs database_sync_to_async on one thread shared by every consumer of the process, so
+# with many chats at once each question's round trips waited behind every other chat's before its
+# first token could even be asked for. Each call below is a transaction of its own and receives
+# plain objects, so any thread may run it: they get a small pool of their own (bounded, since every
+# worker keeps a database connection), apart from the loop's default executor that runs the
+# warehouse queries.
+_db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="chat-db")
+
+
+def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """`function` on the pipeline's threads, its database connection recycled as a request's is.
+
+    Connections are checked inside the call, where they were used: channels'
+    database_sync_to_async checks them outside it and left this pool's connections open past
+    CONN_MAX_AGE (the test database could then not be dropped at the end of the run)."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False, executor=_db_threads)
 
 
 class Phase:
@@ -118,7 +151,12 @@ def question_clean(text: str) -> str:
 
 def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     """The last few question/answer pairs of the session, oldest first, for follow-ups."""
-    messages = list(session.messages.filter(created_at__lt=before.created_at).order_by("-created_at")[:20])
+    # Only what a turn needs: an answer's row preview and chart (its data included) can be large.
+    messages = list(
+        session.messages.filter(created_at__lt=before.created_at)
+        .only("role", "content", "sql", "columns", "row_count")
+        .order_by("-created_at")[:20]
+    )
     turns: list[Turn] = []
     answer: ChatMessage | None = None
     for message in messages:
@@ -138,6 +176,24 @@ def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     return list(reversed(turns[:HISTORY_TURNS]))
 
 
+def _catalogue_key(connection: Connection) -> tuple[int, int, tuple[str, ...]]:
+    """What identifies the catalogue the model may see: hiding a column changes it without a new
+    catalogue version."""
+    return connection.pk, connection.catalogue_version, tuple(connection.excluded_columns)
+
+
+def _prepare_locked(session: ChatSession, text: str) -> _Prepared | None:
+    """Take the chat's answer lock and save the question, in one trip to the pipeline's threads;
+    None when another answer is being written. Saving the answer frees the chat again."""
+    if not _answer_lock_take(session):
+        return None
+    try:
+        return _prepare(session, text)
+    except BaseException:
+        _answer_lock_release(session)
+        raise
+
+
 @transaction.atomic
 def _prepare(session: ChatSession, text: str) -> _Prepared:
     question = ChatMessage.objects.create(session=session, role=MessageRole.USER, content=text)
@@ -145,8 +201,13 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
     if not session.title:
         session.title = text[:120]
     session.save(update_fields=["updated_at", "title"])
-    connection = session.connection
-    tables = catalogue_snapshot(connection=connection) if connection is not None else []
+    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile.
+    connection = Connection.objects.filter(pk=session.connection_id).first()
+    tables: list[TableInfo] = []
+    if connection is not None:
+        # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
+        index = schema_index_cached(_catalogue_key(connection))
+        tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
     return _Prepared(
         question=question,
         connection=connection,
@@ -185,15 +246,15 @@ async def _call_model(
     does not fit, before any request is made), settle with the provider's own usage report, and
     give the reservation back if the call fails or is stopped."""
     session = prepared.question.session
-    reservation = await database_sync_to_async(budget_reserve)(
+    reservation = await _off_loop(budget_reserve)(
         org=session.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
     )
     try:
         reply, usage = await _stream(prepared.provider, prompt, emit, kind)
     except BaseException:
-        await asyncio.shield(database_sync_to_async(budget_release)(reservation=reservation))
+        await asyncio.shield(_off_loop(budget_release)(reservation=reservation))
         raise
-    record = await database_sync_to_async(budget_settle)(
+    record = await _off_loop(budget_settle)(
         reservation=reservation,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
@@ -313,6 +374,14 @@ def _ms(started: float) -> int:
 ANSWER_LOCK_SECONDS = 10 * 60
 
 
+@functools.cache
+def _lock_cache() -> BaseCache:
+    """The answer locks' cache client, one per process. `django.core.cache.cache` is an object per
+    async context, so each lock taken through it on the pipeline's threads built a new client and
+    opened a new Redis connection: most of what taking the lock cost."""
+    return caches.create_connection(DEFAULT_CACHE_ALIAS)
+
+
 def _lock_key(session: ChatSession) -> str:
     return f"datamind:chat:answering:{session.pk}"
 
@@ -324,7 +393,7 @@ def _answer_lock_take(session: ChatSession) -> bool:
     A cache outage must not stop people asking: then there is no lock at all.
     """
     try:
-        return bool(cache.add(_lock_key(session), 1, timeout=ANSWER_LOCK_SECONDS))
+        return bool(_lock_cache().add(_lock_key(session), 1, timeout=ANSWER_LOCK_SECONDS))
     except Exception as exc:
         logger.warning("answer_lock_unavailable", error=str(exc))
         return True
@@ -332,7 +401,7 @@ def _answer_lock_take(session: ChatSession) -> bool:
 
 def _answer_lock_release(session: ChatSession) -> None:
     try:
-        cache.delete(_lock_key(session))
+        _lock_cache().delete(_lock_key(session))
     except Exception as exc:
         logger.warning("answer_lock_unavailable", error=str(exc))
 
@@ -343,17 +412,33 @@ async def answer_question(
     """Answer one question in a session; every door calls this. Raises ValidationError for a
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
-    if not await sync_to_async(_answer_lock_take)(session):
-        raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
-    try:
-        return await _answer_question(session=session, user=user, text=text, emit=emit)
-    finally:
-        await sync_to_async(_answer_lock_release)(session)
-
-
-async def _answer_question(*, session: ChatSession, user: User, text: str, emit: Emit) -> ChatMessage:
     started = time.perf_counter()
-    prepared = await database_sync_to_async(_prepare)(session, text)
+    prepared = await _off_loop(_prepare_locked)(session, text)
+    if prepared is None:
+        raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
+    answered: list[ChatMessage] = []
+    try:
+        await _answer_question(session, prepared, user=user, emit=emit, started=started, answered=answered)
+    finally:
+        if not answered:
+            # Saving the answer frees the chat; it was not saved, so free it here.
+            await _off_loop(_answer_lock_release)(session)
+        else:
+            # After the chat is free, so a question sent on seeing this is not refused.
+            await emit(Event("done", {"message": answered[0]}))
+    return answered[0]
+
+
+async def _answer_question(
+    session: ChatSession,
+    prepared: _Prepared,
+    *,
+    user: User,
+    emit: Emit,
+    started: float,
+    answered: list[ChatMessage],
+) -> None:
+    """Answer and save the answer, also when stopped, into `answered`."""
     await emit(Event("question", {"message": prepared.question}))
     answer = _Answer()
     try:
@@ -361,12 +446,9 @@ async def _answer_question(*, session: ChatSession, user: User, text: str, emit:
     except asyncio.CancelledError:
         answer.status = MessageStatus.CANCELLED
         answer.error = "Stopped."
-        message = await asyncio.shield(_finish(session, prepared, answer, user, started))
-        await emit(Event("done", {"message": message}))
+        answered.append(await asyncio.shield(_finish(session, prepared, answer, user, started)))
         raise
-    message = await _finish(session, prepared, answer, user, started)
-    await emit(Event("done", {"message": message}))
-    return message
+    answered.append(await _finish(session, prepared, answer, user, started))
 
 
 async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) -> None:
@@ -389,7 +471,7 @@ async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) 
         prepared.question.content,
         prepared.history,
         token_budget=CONTEXT_TOKEN_BUDGET,
-        cache_key=(connection.pk, connection.catalogue_version),
+        cache_key=_catalogue_key(connection),
     )
     answer.tables_used = [t.qualified_name for t in tables]
     answer.timings["context_ms"] = _ms(started)
@@ -419,7 +501,15 @@ async def _finish(
     session: ChatSession, prepared: _Prepared, answer: _Answer, user: User, started: float
 ) -> ChatMessage:
     answer.timings["total_ms"] = _ms(started)
-    return await database_sync_to_async(_save_answer)(session, prepared, answer, user)
+    return await _off_loop(_save_answer_and_unlock)(session, prepared, answer, user)
+
+
+def _save_answer_and_unlock(
+    session: ChatSession, prepared: _Prepared, answer: _Answer, user: User
+) -> ChatMessage:
+    message = _save_answer(session, prepared, answer, user)
+    _answer_lock_release(session)
+    return message
 
 
 @transaction.atomic

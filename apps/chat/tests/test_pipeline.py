@@ -253,6 +253,43 @@ async def test_only_one_answer_is_written_at_a_time_in_a_chat_even_from_two_tabs
     assert await database_sync_to_async(chat_session.messages.filter(role=MessageRole.USER).count)() == 1
 
 
+async def test_a_question_sent_the_moment_the_answer_shows_done_is_answered(fake_llm, chat_session):
+    for _ in range(2):
+        fake_llm.script(sql_reply(SQL_BY_REGION))
+        fake_llm.script("Totals.")
+    communicator = await connect(chat_session)
+
+    first = await ask(communicator, "total sales by region")
+    second = await ask(communicator, "and again")
+    await communicator.disconnect()
+
+    frames = [frame for _, frame in first + second]
+    assert not any("Wait for this answer" in frame or "already being written" in frame for frame in frames)
+    assert sum("status-done" in frame for frame in frames) == 2
+
+
+async def test_a_column_hidden_while_the_chat_is_open_is_not_shown_to_the_model_again(
+    personas, fake_llm, chat_session
+):
+    from apps.connections.services.catalogue import catalogue_column_exclude
+
+    for _ in range(2):
+        fake_llm.script(sql_reply(SQL_BY_REGION))
+        fake_llm.script("Totals.")
+    communicator = await connect(chat_session)
+
+    await ask(communicator, "total sales by region")
+    await database_sync_to_async(catalogue_column_exclude)(
+        connection=chat_session.connection, actor=personas.admin, column="main.sales.day", excluded=True
+    )
+    await ask(communicator, "total sales by region again")
+    await communicator.disconnect()
+
+    before, after = (json.dumps(fake_llm.requests[n].body["system"]) for n in (0, 2))
+    assert "day DATE" in before
+    assert "day DATE" not in after and "amount DECIMAL" in after
+
+
 async def test_a_spent_budget_refuses_the_question_clearly_without_calling_the_model(fake_llm, chat_session):
     from apps.billing.models import BudgetSettings
 

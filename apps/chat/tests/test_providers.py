@@ -2,13 +2,14 @@
 
 import asyncio
 import socket
+import threading
 import time
 
 import pytest
 
 import apps.chat.providers.builtin  # noqa: F401 - see test_llm_settings: every provider registered
 from apps.chat.providers.anthropic import AnthropicProvider
-from apps.chat.providers.base import Prompt, ProviderError, QuestionContext, Usage
+from apps.chat.providers.base import Prompt, ProviderError, QuestionContext, Usage, loop_client
 from apps.chat.providers.openai import OpenAIProvider
 from datamind.lib.fake_llm import DEFAULT_API_KEY, FakeLLMServer
 
@@ -321,3 +322,82 @@ async def test_the_fake_server_can_be_used_without_the_fixture():
         provider = OpenAIProvider(model="m", api_key="own-key", base_url=server.openai_base_url)
 
         assert await collect(provider) == ["a", "b"]
+
+
+# One client per event loop -------------------------------------------------------------------------
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_calls_on_one_loop_share_a_client_and_its_connection(provider, fake_llm):
+    fake_llm.script(chunks=["a"])
+    fake_llm.script(chunks=["b"])
+
+    async def twice() -> list[list[str]]:
+        return [await collect(provider), await collect(provider)]
+
+    assert asyncio.run(twice()) == [["a"], ["b"]]
+    first, second = fake_llm.requests
+    assert first.client_port == second.client_port
+
+
+def test_a_new_loop_gets_a_new_client_and_the_old_one_is_closed_with_its_loop(provider, fake_llm):
+    # As the sync doors run the pipeline outside an ASGI server: async_to_sync starts a new loop
+    # per call and closes it afterwards. A client of a closed loop must never be handed out.
+    fake_llm.script(chunks=["a"])
+    fake_llm.script(chunks=["b"])
+
+    async def once() -> tuple[list[str], object]:
+        return await collect(provider), provider._client()
+
+    first_text, first_client = asyncio.run(once())
+    second_text, second_client = asyncio.run(once())
+
+    assert (first_text, second_text) == (["a"], ["b"])
+    assert second_client is not first_client
+    assert first_client.is_closed() and second_client.is_closed()
+    assert fake_llm.requests[0].client_port != fake_llm.requests[1].client_port
+
+
+def test_a_long_lived_loop_keeps_its_clients_while_other_loops_come_and_go():
+    # As daphne's loop does while plain-HTTP requests elsewhere run on loops of their own.
+    started, stop = threading.Event(), threading.Event()
+    server: dict[str, asyncio.AbstractEventLoop] = {}
+
+    async def serve() -> None:
+        server["loop"] = asyncio.get_running_loop()
+        started.set()
+        await asyncio.to_thread(stop.wait)
+
+    async def client_for(key: str) -> _Client:
+        return loop_client(key, _Client)
+
+    def on_server(key: str) -> _Client:
+        return asyncio.run_coroutine_threadsafe(client_for(key), server["loop"]).result(5)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    assert started.wait(5)
+    try:
+        kept = on_server("k")
+        passing = [asyncio.run(client_for("k")) for _ in range(2)]
+        again, other = on_server("k"), on_server("other")
+        open_while_its_loop_ran = not kept.closed
+    finally:
+        stop.set()
+        thread.join(5)
+
+    assert again is kept and open_while_its_loop_ran
+    assert other is not kept
+    assert passing[0] is not passing[1] and kept not in passing
+    assert all(client.closed for client in passing)
+    assert kept.closed and other.closed  # once the long-lived loop ended too

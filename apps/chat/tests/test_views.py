@@ -1,12 +1,17 @@
 """The chat pages: who may do what, the index, a chat and its fragments, and the plain-HTTP door."""
 
+import asyncio
+import contextlib
 import json
 import re
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.db import connection as db_connection
@@ -19,6 +24,7 @@ from apps.accounts.models import User
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.providers.builtin import suggested_questions
 from apps.chat.routing import websocket_urlpatterns
+from apps.chat.tests.test_apis import ASK_URL, bearer
 from apps.chat.tests.test_pipeline import SQL_BY_REGION, sql_reply
 from apps.chat.tests.test_pipeline import ask as ask_over_socket
 from apps.connections.models import Connection
@@ -121,21 +127,42 @@ def answer_article(html: str) -> str:
     return re.sub(r"[\d,]+ ms<", "N ms<", text)
 
 
-def over_the_socket(session: ChatSession, question: str, cookies: dict[str, str] | None = None) -> str:
+async def socket_answer(session: ChatSession, question: str, cookies: dict[str, str] | None = None) -> str:
     """Ask through the WebSocket door as test_pipeline does; the frame with the finished answer."""
-    user = session.user
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/chat/{session.pk}/")
+    communicator.scope["user"] = await database_sync_to_async(lambda: session.user)()
+    communicator.scope["cookies"] = cookies or {}
+    connected, _ = await communicator.connect()
+    assert connected
+    frames = await ask_over_socket(communicator, question)
+    await communicator.disconnect()
+    return frames[-1][1]
 
-    async def run() -> str:
-        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/chat/{session.pk}/")
-        communicator.scope["user"] = user
-        communicator.scope["cookies"] = cookies or {}
-        connected, _ = await communicator.connect()
-        assert connected
-        frames = await ask_over_socket(communicator, question)
-        await communicator.disconnect()
-        return frames[-1][1]
 
-    return async_to_sync(run)()
+def over_the_socket(session: ChatSession, question: str, cookies: dict[str, str] | None = None) -> str:
+    return async_to_sync(socket_answer)(session, question, cookies)
+
+
+@contextlib.contextmanager
+def server_loop() -> Iterator[Callable[[Coroutine[Any, Any, str]], str]]:
+    """An event loop in a thread of its own for the whole test, as daphne's lives for the whole
+    process; yields a function that runs a coroutine on it."""
+    started, stop = threading.Event(), threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loops.append(asyncio.get_running_loop())
+        started.set()
+        await asyncio.to_thread(stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    assert started.wait(5)
+    try:
+        yield lambda coroutine: asyncio.run_coroutine_threadsafe(coroutine, loops[0]).result(30)
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 @pytest.fixture
@@ -551,6 +578,37 @@ def test_the_http_door_renders_the_same_answer_as_the_websocket(
     by_socket, by_http = (s.messages.get(role=MessageRole.ASSISTANT) for s in (over_socket, over_http))
     for field in ("status", "content", "sql", "columns", "rows", "row_count", "chart", "tables_used"):
         assert getattr(by_http, field) == getattr(by_socket, field), field
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_http_and_api_doors_answer_twice_in_a_row_after_the_socket_used_its_loops_client(
+    personas, analyst_client, chat_session, fake_llm
+):
+    # The WebSocket door answers on the server's long-lived loop, whose SDK client is kept; the
+    # sync doors run the pipeline on loops of their own (async_to_sync), which must never get it.
+    for _ in range(6):
+        script_answer(fake_llm)
+    api = bearer(personas.analyst)
+    ask_url = reverse("chat:ask", args=[chat_session.pk])
+
+    with server_loop() as on_server:
+        frames = [on_server(socket_answer(chat_session, "total sales by region"))]
+        pages = [analyst_client.post(ask_url, {"question": "and again"}, headers=HTMX) for _ in range(2)]
+        bodies = [
+            api.post(ASK_URL, {"session": chat_session.pk, "question": "once more"}, format="json")
+            for _ in range(2)
+        ]
+        frames.append(on_server(socket_answer(chat_session, "and on the socket")))
+
+    assert all("<td>Europe</td><td>1303</td>" in frame for frame in frames)
+    assert all(page.status_code == 200 and "<td>Europe</td><td>1303</td>" in page.text for page in pages)
+    assert [body.status_code for body in bodies] == [200, 200]
+    assert [body.json()["status"] for body in bodies] == ["done", "done"]
+    answers = chat_session.messages.filter(role=MessageRole.ASSISTANT).order_by("created_at")
+    assert [answer.status for answer in answers] == [MessageStatus.DONE] * 6
+    # Both socket answers (two model calls each) came over the server loop's one kept connection.
+    ports = [request.client_port for request in fake_llm.requests]
+    assert len({*ports[:2], *ports[-2:]}) == 1
 
 
 @pytest.mark.django_db(transaction=True)
