@@ -48,11 +48,12 @@ def test_the_dashboard_page_costs_the_same_queries_for_one_or_many_widgets(
     client.force_login(personas.analyst)
     url = reverse("dashboards:dashboard-detail", args=[dashboard.pk])
     client.get(url)
-    # session, user, the user's org, the dashboard (with its org and owner), its widgets
-    with django_assert_num_queries(5):
+    # session, user, the user's org, the dashboard (with its org and owner), the bell's unread
+    # count, its widgets
+    with django_assert_num_queries(6):
         client.get(url)
     WidgetFactory.create_batch(5, dashboard=dashboard, connection=shop_connection, sql=TOTALS)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         assert client.get(url).content.decode().count('class="skeleton"') == 6
 
 
