@@ -12,6 +12,10 @@
       window.vegaEmbed(el, JSON.parse(source.textContent), {
         actions: { export: true, source: false, compiled: false, editor: false },
         renderer: "svg",
+        // CSP: Vega's expression interpreter instead of `new Function`, styles from vega.css.
+        ast: true,
+        defaultStyle: false,
+        tooltip: { disableDefaultStyle: true },
       }).catch(function () { el.textContent = "This chart could not be drawn."; });
     });
   }
@@ -25,6 +29,15 @@
     if (box.id !== "question" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
     if (box.value.trim()) box.form.requestSubmit();
+  });
+
+  // A suggested question fills the box, ready to send or edit.
+  document.addEventListener("click", function (event) {
+    var suggestion = event.target.closest("[data-suggestion]");
+    var box = document.getElementById("question");
+    if (!suggestion || !box) return;
+    box.value = suggestion.textContent;
+    box.focus();
   });
 
   document.addEventListener("click", function (event) {
