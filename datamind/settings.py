@@ -252,6 +252,7 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "datamind.lib.authentication.JWTAuthentication",
+        "datamind.lib.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
