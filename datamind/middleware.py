@@ -66,6 +66,7 @@ class LogContextMiddleware:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOCAL_PEER = "127.0.0.1"
 
 
 def _parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -100,8 +101,8 @@ class TrustedProxyMiddleware:
     """Behind nginx, REMOTE_ADDR is the proxy: put the real client there for rate limits and audit.
 
     Only requests that come from a proxy listed in TRUSTED_PROXIES have X-Forwarded-For read, so a
-    client talking to a replica directly cannot pick its own address. Without the setting this
-    does nothing.
+    client talking to a replica directly cannot pick its own address. Without the setting the
+    header is ignored.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -109,11 +110,14 @@ class TrustedProxyMiddleware:
         self.trusted = [ipaddress.ip_network(net, strict=False) for net in settings.TRUSTED_PROXIES]
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if self.trusted:
-            meta = request.META
-            meta["REMOTE_ADDR"] = client_address(
-                meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", ""), self.trusted
-            )
+        meta = request.META
+        # A peer without an address is on this machine (a Unix socket); rate limits need one.
+        remote = meta.get("REMOTE_ADDR") or LOCAL_PEER
+        meta["REMOTE_ADDR"] = (
+            client_address(remote, meta.get("HTTP_X_FORWARDED_FOR", ""), self.trusted)
+            if self.trusted
+            else remote
+        )
         return self.get_response(request)
 
 

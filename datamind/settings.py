@@ -258,7 +258,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "datamind.lib.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "datamind.lib.schema.AutoSchema",
     "EXCEPTION_HANDLER": "datamind.lib.api.exception_handler",
 }
 SIMPLE_JWT = {

@@ -81,3 +81,13 @@ def test_login_rate_limits_count_per_real_client_behind_the_proxy(client, person
 
     assert statuses[-1] == 429
     assert attempt("198.51.100.9", "another@acme.test") != 429
+
+
+def test_a_peer_without_an_address_counts_as_local_so_rate_limits_still_work():
+    request = RequestFactory().get("/")
+    del request.META["REMOTE_ADDR"]
+    seen = {}
+
+    TrustedProxyMiddleware(lambda r: seen.setdefault("ip", r.META["REMOTE_ADDR"]))(request)
+
+    assert seen["ip"] == "127.0.0.1"
