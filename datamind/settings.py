@@ -126,8 +126,22 @@ if EMBEDDED:
     }
 else:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI, Django runs each request's sync code on a new thread, and a persistent connection
+    # (CONN_MAX_AGE > 0) stays with a thread that is gone: under load they pile up until Postgres
+    # refuses clients (bench/http.py hit "too many clients" with 20 users). A pool per process
+    # (psycopg_pool, Django 5.1+) reuses connections safely instead; connections per process are
+    # capped at DATABASE_POOL_MAX_SIZE, so replicas x workers x that stays under max_connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    _pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    if _pool_size and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_size,
+            # A request waiting this long for a free connection fails instead of hanging.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
