@@ -276,3 +276,34 @@ def test_the_list_shows_when_each_key_was_last_used(client, personas: Personas):
     client.force_login(personas.admin)
 
     assert "3\xa0hours ago" in client.get(PAGE_URL).content.decode()
+
+
+# The Django admin -----------------------------------------------------------------------------------
+
+
+def test_an_org_admin_sees_only_their_orgs_keys_in_the_django_admin(client, personas: Personas):
+    make_key(personas)
+    services.api_key_create(org=personas.other_org, actor=personas.outsider, name="Theirs", role=Role.VIEWER)
+    client.force_login(personas.admin)
+
+    page = client.get(reverse("admin:accounts_apikey_changelist")).content.decode()
+
+    assert "Exporter" in page and "Theirs" not in page
+
+
+def test_an_org_admin_revokes_keys_from_the_django_admin(client, personas: Personas):
+    api_key, key = make_key(personas)
+    theirs, _ = services.api_key_create(
+        org=personas.other_org, actor=personas.outsider, name="Theirs", role=Role.VIEWER
+    )
+    client.force_login(personas.admin)
+
+    client.post(
+        reverse("admin:accounts_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [api_key.pk, theirs.pk]},
+    )
+
+    assert ApiKey.objects.get(pk=api_key.pk).revoked_at is not None
+    assert ApiKey.objects.get(pk=theirs.pk).revoked_at is None
+    with pytest.raises(services.ApiKeyInvalid):
+        services.api_key_authenticate(key=key)
