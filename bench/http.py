@@ -60,6 +60,7 @@ PRODUCTION = {
     "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback; nginx redirects in production
     "SESSION_COOKIE_SECURE": "false",
     "LOG_LEVEL": "WARNING",
+    "DATABASE_POOL_MAX_SIZE": "8",  # as deploy/docker-compose.yml gives the web processes
 }
 # Reports p50/p95/p99 (wrk's own --latency table has no p95) and spreads the analysts' cookies over
 # the requests.

@@ -129,10 +129,11 @@ else:
     # Under ASGI, Django runs each request's sync code on a new thread, and a persistent connection
     # (CONN_MAX_AGE > 0) stays with a thread that is gone: under load they pile up until Postgres
     # refuses clients (bench/http.py hit "too many clients" with 20 users). A pool per process
-    # (psycopg_pool, Django 5.1+) reuses connections safely instead; connections per process are
-    # capped at DATABASE_POOL_MAX_SIZE, so replicas x workers x that stays under max_connections.
+    # (psycopg_pool, Django 5.1+) reuses connections safely instead, for web processes: set
+    # DATABASE_POOL_MAX_SIZE there (deploy/docker-compose.yml does). Not in Celery: a pool's threads
+    # do not survive the fork into prefork children, so workers open a connection per task.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    _pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    _pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=0)
     if _pool_size and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,

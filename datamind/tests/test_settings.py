@@ -115,3 +115,16 @@ def test_production_cookies_are_secure_http_only_and_same_site(production: dict[
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "Lax", "True", "True", "Lax", "True", "[\"'none'\"]"]
+
+
+def test_web_processes_pool_their_connections_and_others_open_one_per_use(production: dict[str, str]):
+    describe = "from django.db import connection as c; print(c.settings_dict['CONN_MAX_AGE'], bool(c.pool))"
+
+    pooled = manage(
+        "shell", "--no-imports", "-c", describe, env={**production, "DATABASE_POOL_MAX_SIZE": "8"}
+    )
+    unpooled = manage("shell", "--no-imports", "-c", describe, env=production)
+
+    assert pooled.returncode == 0, pooled.stderr
+    assert pooled.stdout.split() == ["0", "True"]
+    assert unpooled.stdout.split() == ["0", "False"]
