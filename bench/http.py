@@ -17,7 +17,10 @@ plus an API key). Three layouts serve it in turn:
 For each, wrk (Debian's package) drives 20 connections, one per logged-in analyst (each request
 carries one analyst's session cookie, in turn), against warm pages and an API list, after a warm-up:
 the connections list (`/connections/`), the chat index (`/chat/`) and `GET /api/v1/connections/`
-with an API key. It prints requests per second and p50/p95/p99 latency per endpoint and layout.
+with an API key; then the connections list again while HEAVY_CLIENTS other clients keep running a
+5,000-row query through the API (`POST /api/v1/connections/{id}/query/`, Python-heavy: rows
+converted and serialised), which is where one process makes pages queue behind other work. It
+prints requests per second and p50/p95/p99 latency per endpoint and layout.
 The goal in issue 8 is a p95 of a warm page under 20 concurrent users of at most 100 ms, and no
 queueing behind a single process. Figures depend on the machine: on a shared 2-core machine, wrk
 itself takes part of one core.
@@ -34,11 +37,13 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BE
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -52,6 +57,8 @@ chat_bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(chat_bench)
 
 USERS = 20
+HEAVY_CLIENTS = 4
+HEAVY_SQL = "SELECT i, i * 2 AS double, 'row ' || i AS label FROM range(5000) t(i)"
 GOAL_P95_MS = 100.0
 # Its own Redis db, so this benchmark never clears bench/chat.py's.
 chat_bench.BENCH_REDIS_URL = "redis://127.0.0.1:6379/4"
@@ -160,6 +167,36 @@ def wrk(url: str, seconds: int, script: Path, cookies: Path, headers: dict[str, 
     return Figures(float(rps), float(p50), float(p95), float(p99), int(requests), int(errors))
 
 
+@contextlib.contextmanager
+def heavy_neighbours(port: int, connection_id: int, key: str) -> Iterator[list[int]]:
+    """HEAVY_CLIENTS threads running the 5,000-row query back to back until the block ends; yields
+    the running count of queries they completed."""
+    done = [0]
+    stop = threading.Event()
+    body = json.dumps({"sql": HEAVY_SQL, "use_cache": False}).encode()
+
+    def loop() -> None:
+        while not stop.is_set():
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/connections/{connection_id}/query/",
+                data=body,
+                headers={"Authorization": f"Api-Key {key}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - our loopback server
+                answer.read()
+            done[0] += 1
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(HEAVY_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
 def collect_static(environment: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
@@ -181,10 +218,15 @@ def main(seconds: int, workers: int) -> None:
         with chat_bench.scratch_world(tmp, USERS) as (world_environment, chats):
             from apps.accounts import services
             from apps.accounts.models import Organization, Role, User
+            from apps.connections.models import Connection
 
             org = Organization.objects.get(slug="bench")
             admin = User.objects.get(email="admin@bench.test")
             _api_key, key = services.api_key_create(org=org, actor=admin, name="Bench", role=Role.VIEWER)
+            _api_key, analyst_key = services.api_key_create(
+                org=org, actor=admin, name="Bench queries", role=Role.ANALYST
+            )
+            connection_id = Connection.objects.get(org=org).pk
             environment = {**world_environment, **PRODUCTION, "STATIC_ROOT": str(tmp / "static")}
             collect_static(environment)
             cookies = tmp / "cookies.txt"
@@ -208,6 +250,12 @@ def main(seconds: int, workers: int) -> None:
                         wrk(url, max(2, seconds // 4), script, cookies, headers)  # warm-up
                         results.append((layout.name, label, wrk(url, seconds, script, cookies, headers)))
                         print(f"  {layout.name:<34} {label:<32} {results[-1][2].rps:8.1f} req/s", flush=True)
+                    label, path, headers = endpoints[0]
+                    with heavy_neighbours(port, connection_id, analyst_key) as done:
+                        busy = wrk(f"http://127.0.0.1:{port}{path}", seconds, script, cookies, headers)
+                    label = f"{label}, {HEAVY_CLIENTS} heavy API clients ({done[0]} queries)"
+                    results.append((layout.name, label, busy))
+                    print(f"  {layout.name:<34} {label:<32} {busy.rps:8.1f} req/s", flush=True)
     print()
     print(f"| layout | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | p95 <= {GOAL_P95_MS:.0f} ms |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
