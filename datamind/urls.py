@@ -9,6 +9,7 @@ from apps.accounts import urls as accounts_urls
 from apps.billing import urls as billing_urls
 from apps.chat import urls as chat_urls
 from apps.connections import urls as connections_urls
+from apps.dashboards import urls as dashboards_urls
 from datamind import health
 
 api_v1 = [
@@ -16,6 +17,7 @@ api_v1 = [
     path("", include((connections_urls.api_urlpatterns, "connections"), namespace="connections-api")),
     path("", include((chat_urls.api_urlpatterns, "chat"), namespace="chat-api")),
     path("", include((billing_urls.api_urlpatterns, "billing"), namespace="billing-api")),
+    path("", include((dashboards_urls.api_urlpatterns, "dashboards"), namespace="dashboards-api")),
 ]
 
 urlpatterns = [

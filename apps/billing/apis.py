@@ -5,13 +5,21 @@ The same selectors and services as the Usage page, so an API change is audited l
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import Plan, Role
 from apps.billing import selectors
-from apps.billing.services import budget_period_current, budget_remaining, budget_update
+from apps.billing.forms import PERIOD_FORMAT, PERIOD_INVALID
+from apps.billing.models import BudgetPeriod
+from apps.billing.services import (
+    budget_period_current,
+    budget_period_of_month,
+    budget_standing,
+    budget_update,
+)
 from datamind.lib.api import error_responses
 from datamind.lib.permissions import IsMember, ReadOrRole
 
@@ -35,13 +43,27 @@ class UsageDaySerializer(serializers.Serializer):
 
 
 class UsageApi(APIView):
-    """This period's budget and usage, with a daily series (the org's local days)."""
+    """One period's budget and usage, with a daily series (the org's local days)."""
 
     permission_classes = [IsMember]
 
+    class InputSerializer(serializers.Serializer):
+        period = serializers.DateField(
+            input_formats=[PERIOD_FORMAT],
+            required=False,
+            error_messages={"invalid": PERIOD_INVALID},
+            help_text="The month, as YYYY-MM; this month if omitted.",
+        )
+
+        class Meta:
+            ref_name = "UsageInput"
+
     class OutputSerializer(serializers.Serializer):
         period_start = serializers.DateField()
-        resets_on = serializers.DateField(help_text="The next period's first day, in the org's time zone.")
+        resets_on = serializers.DateField(
+            help_text="The next period's first day (the day this one's budget reset), in the org's time zone."
+        )
+        is_current = serializers.BooleanField(help_text="Whether this is the period running now.")
         timezone = serializers.CharField()
         budget = serializers.IntegerField(help_text="Tokens allowed this period.")
         used = serializers.IntegerField()
@@ -54,25 +76,39 @@ class UsageApi(APIView):
         total_tokens = serializers.IntegerField()
         cost = serializers.DecimalField(max_digits=12, decimal_places=6, help_text="Estimated, in USD.")
         daily = UsageDaySerializer(many=True)
+        periods = serializers.ListField(
+            child=serializers.CharField(), help_text="The months with usage (YYYY-MM), newest first."
+        )
 
         class Meta:
             ref_name = "Usage"
 
     @extend_schema(
         tags=_TAGS,
-        responses={200: OutputSerializer, **error_responses(401, 403)},
-        summary="This period's usage and budget",
+        parameters=[InputSerializer],
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404)},
+        summary="One period's usage and budget",
     )
     def get(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
         org = request.user.org
-        period = budget_period_current(org=org)
-        summary = selectors.usage_summary(org=org, period=period)
+        try:
+            period = budget_period_of_month(org=org, start=serializer.validated_data.get("period"))
+        except BudgetPeriod.DoesNotExist:
+            raise NotFound("There is no usage period for that month.")
+        current = budget_period_current(org=org)
         data = {
-            **budget_remaining(org=org),
-            **summary,
+            **budget_standing(period=period),
+            **selectors.usage_summary(org=org, period=period),
             "period_start": period.period_start,
+            "is_current": period.pk == current.pk,
             "timezone": org.timezone or "UTC",
             "daily": selectors.usage_daily(org=org, period=period),
+            "periods": [
+                f"{p.period_start:%Y-%m}"
+                for p in selectors.budget_periods_with_usage(org=org, current=current)
+            ],
         }
         return Response(self.OutputSerializer(data).data)
 

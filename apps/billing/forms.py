@@ -36,3 +36,18 @@ class BudgetForm(ServiceForm):
             "warn_at_100": prefs.warn_at_100,
         }
         return cls(data, initial=initial, can_change_plan=can_change_plan)
+
+
+PERIOD_FORMAT = "%Y-%m"
+PERIOD_INVALID = "Give the month as YYYY-MM, for example 2026-10."
+
+
+class PeriodForm(forms.Form):
+    """The month to show (`?period=2026-10`, its first day once cleaned); empty means this month."""
+
+    period = forms.DateField(
+        label="Month",
+        input_formats=[PERIOD_FORMAT],
+        required=False,
+        error_messages={"invalid": PERIOD_INVALID},
+    )

@@ -3,7 +3,18 @@
 import zoneinfo
 from typing import Any
 
-from django.db.models import Count, DecimalField, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Count,
+    DecimalField,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce, TruncDate
 
 from apps.accounts.models import Organization
@@ -24,8 +35,19 @@ def _tokens() -> dict[str, Any]:
 
 
 def budget_periods(*, org: Organization) -> QuerySet[BudgetPeriod]:
-    """The org's periods, newest first (for a period picker)."""
+    """The org's periods, newest first."""
     return BudgetPeriod.objects.filter(org=org).order_by("-period_start")
+
+
+def budget_periods_with_usage(*, org: Organization, current: BudgetPeriod) -> list[BudgetPeriod]:
+    """What the period picker offers: `current` and every period with ledger rows, newest first.
+
+    One indexed probe of the ledger (org, created_at) per period, not a scan of the whole ledger.
+    """
+    used = UsageRecord.objects.filter(
+        org=org, created_at__gte=OuterRef("starts_at"), created_at__lt=OuterRef("ends_at")
+    )
+    return list(budget_periods(org=org).filter(Q(pk=current.pk) | Q(Exists(used))))
 
 
 def usage_in_period(*, org: Organization, period: BudgetPeriod) -> QuerySet[UsageRecord]:

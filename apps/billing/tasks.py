@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from apps.billing.services import budget_periods_open, reservations_expire
+from apps.billing.services import budget_periods_open, budget_periods_reconcile, reservations_expire
 from datamind.lib.schedules import Schedule
 
 
@@ -14,6 +14,12 @@ def budget_periods_open_task() -> None:
 def reservations_expire_task() -> None:
     # Each release is a conditional update on an open reservation: a second run releases nothing.
     reservations_expire()
+
+
+@shared_task(ignore_result=True, expires=6 * 60 * 60)
+def budget_periods_reconcile_task() -> None:
+    # Setting a counter to the ledger's sum is idempotent: a second run finds nothing to fix.
+    budget_periods_reconcile()
 
 
 SCHEDULES = [
@@ -33,5 +39,14 @@ SCHEDULES = [
         task="apps.billing.tasks.reservations_expire_task",
         every_seconds=5 * 60,
         expires_seconds=4 * 60,
+    ),
+    # The counters only drift in rare cases (a call settled across a month boundary, a crash, a hand
+    # edit) and by a call or two; once a day, at a quiet hour (UTC), catches that long before it
+    # adds up, and keeps the month-long ledger sums off peak time.
+    Schedule(
+        name="billing: reconcile the period counters with the ledger",
+        task="apps.billing.tasks.budget_periods_reconcile_task",
+        crontab={"minute": "17", "hour": "3"},
+        expires_seconds=6 * 60 * 60,
     ),
 ]

@@ -4,16 +4,22 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.models import Role
 from apps.billing import selectors
-from apps.billing.forms import BudgetForm
+from apps.billing.forms import PERIOD_INVALID, BudgetForm, PeriodForm
 from apps.billing.models import BudgetPeriod
-from apps.billing.services import budget_period_current, budget_remaining, budget_update
+from apps.billing.services import (
+    budget_period_current,
+    budget_period_of_month,
+    budget_standing,
+    budget_update,
+)
+from datamind.lib.htmx import render_page_or_partial
 from datamind.lib.permissions import role_required
 from datamind.lib.types import AuthenticatedRequest
 from datamind.lib.vega import vega_bundle_version
@@ -54,9 +60,15 @@ def _daily_chart_spec(daily: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _usage_context(request: AuthenticatedRequest, form: BudgetForm | None = None) -> dict[str, Any]:
+def _usage_context(
+    request: AuthenticatedRequest,
+    *,
+    period: BudgetPeriod,
+    period_form: PeriodForm,
+    form: BudgetForm | None = None,
+) -> dict[str, Any]:
     org = request.user.org
-    period = budget_period_current(org=org)
+    current = budget_period_current(org=org)
     summary = selectors.usage_summary(org=org, period=period)
     daily = selectors.usage_daily(org=org, period=period)
     if form is None and request.user.is_org_admin:
@@ -66,7 +78,11 @@ def _usage_context(request: AuthenticatedRequest, form: BudgetForm | None = None
     return {
         "org": org,
         "period": period,
-        "budget": budget_remaining(org=org),
+        "current": current,
+        "is_current": period.pk == current.pk,
+        "periods": selectors.budget_periods_with_usage(org=org, current=current),
+        "period_form": period_form,
+        "budget": budget_standing(period=period),
         "summary": summary,
         "chart_spec": _daily_chart_spec(daily),
         "by_user": selectors.usage_by_user(org=org, period=period),
@@ -78,10 +94,26 @@ def _usage_context(request: AuthenticatedRequest, form: BudgetForm | None = None
     }
 
 
+def _period_or_404(request: AuthenticatedRequest, period_form: PeriodForm) -> BudgetPeriod:
+    try:
+        return budget_period_of_month(org=request.user.org, start=period_form.cleaned_data["period"])
+    except BudgetPeriod.DoesNotExist:
+        raise Http404("There is no usage period for that month.")
+
+
 @require_GET
 @role_required(Role.VIEWER)
 def index(request: AuthenticatedRequest) -> HttpResponse:
-    return render(request, TEMPLATE, _usage_context(request))
+    period_form = PeriodForm(request.GET)
+    if not period_form.is_valid():
+        # A malformed ?period= (a URL, not a form the user filled in): this month's page, with the
+        # picker saying what is wrong.
+        period = budget_period_current(org=request.user.org)
+        return render(
+            request, TEMPLATE, _usage_context(request, period=period, period_form=period_form), status=400
+        )
+    context = _usage_context(request, period=_period_or_404(request, period_form), period_form=period_form)
+    return render_page_or_partial(request, TEMPLATE, context, partial="usage")
 
 
 @require_POST
@@ -107,7 +139,10 @@ def budget(request: AuthenticatedRequest) -> HttpResponse:
         else:
             messages.success(request, "Budget settings saved.")
             return redirect("billing:index")
-    return render(request, TEMPLATE, _usage_context(request, form), status=INVALID)
+    context = _usage_context(
+        request, period=budget_period_current(org=org), period_form=PeriodForm(), form=form
+    )
+    return render(request, TEMPLATE, context, status=INVALID)
 
 
 class _Echo:
@@ -139,8 +174,11 @@ def _ledger_lines(period: BudgetPeriod, request: AuthenticatedRequest) -> Iterat
 
 @require_GET
 @role_required(Role.VIEWER)
-def ledger_csv(request: AuthenticatedRequest) -> StreamingHttpResponse:
-    period = budget_period_current(org=request.user.org)
+def ledger_csv(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpResponse:
+    period_form = PeriodForm(request.GET)
+    if not period_form.is_valid():
+        return HttpResponseBadRequest(PERIOD_INVALID, content_type="text/plain; charset=utf-8")
+    period = _period_or_404(request, period_form)
     response = StreamingHttpResponse(_ledger_lines(period, request), content_type="text/csv; charset=utf-8")
     filename = f"usage-{period.period_start:%Y-%m}.csv"
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)

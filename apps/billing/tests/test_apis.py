@@ -1,9 +1,13 @@
+import datetime
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import AuditLog
 from apps.billing.models import BudgetSettings
+from apps.billing.services import budget_period_current
 from apps.billing.tests.factories import UsageRecordFactory
 
 USAGE = reverse("billing-api:usage")
@@ -83,3 +87,44 @@ def test_a_negative_budget_is_invalid(personas):
     response = api(personas.admin).put(BUDGET, SETTINGS | {"monthly_override": -1}, format="json")
     assert response.status_code == 400
     assert "monthly_override" in response.json()["fields"]
+
+
+def test_usage_of_a_past_month(personas):
+    past = budget_period_current(org=personas.org, at=timezone.now() - datetime.timedelta(days=40))
+    UsageRecordFactory(
+        org=personas.org, created_at=past.starts_at + datetime.timedelta(days=1), input_tokens=4_321
+    )
+    UsageRecordFactory(org=personas.org, input_tokens=1_111)
+    current = budget_period_current(org=personas.org)
+    month = f"{past.period_start:%Y-%m}"
+    body = api(personas.viewer).get(USAGE, {"period": month}).json()
+    assert (body["period_start"], body["is_current"]) == (past.period_start.isoformat(), False)
+    assert body["input_tokens"] == 4_321
+    assert body["periods"] == [f"{current.period_start:%Y-%m}", month]
+    body = api(personas.viewer).get(USAGE).json()
+    assert (body["period_start"], body["is_current"], body["input_tokens"]) == (
+        current.period_start.isoformat(),
+        True,
+        1_111,
+    )
+
+
+@pytest.mark.parametrize("value", ["2026-13", "last month", "2026-10-01"])
+def test_a_malformed_period_is_a_400_that_says_the_format(personas, value):
+    response = api(personas.viewer).get(USAGE, {"period": value})
+    assert response.status_code == 400
+    assert "Give the month as YYYY-MM, for example 2026-10." in str(response.json())
+
+
+def test_a_month_without_a_period_is_404(personas):
+    assert api(personas.viewer).get(USAGE, {"period": "2001-01"}).status_code == 404
+
+
+def test_an_outsider_cannot_read_another_orgs_past_month(personas):
+    past = budget_period_current(org=personas.org, at=timezone.now() - datetime.timedelta(days=40))
+    UsageRecordFactory(
+        org=personas.org, created_at=past.starts_at + datetime.timedelta(days=1), input_tokens=4_321
+    )
+    response = api(personas.outsider).get(USAGE, {"period": f"{past.period_start:%Y-%m}"})
+    assert response.status_code == 404
+    assert "4321" not in response.content.decode()

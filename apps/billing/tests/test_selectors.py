@@ -1,6 +1,7 @@
 import datetime
 
 from apps.billing.selectors import (
+    budget_periods_with_usage,
     usage_by_model,
     usage_by_purpose,
     usage_by_user,
@@ -67,3 +68,15 @@ def test_the_top_questions_are_the_costliest_answers_with_their_question(persona
             for m in usage_top_questions(org=org, period=period)
         ]
     assert top == [("question 1", 901, 2, "analyst@acme.test"), ("question 0", 301, 2, "analyst@acme.test")]
+
+
+def test_the_picker_offers_the_current_period_and_those_with_ledger_rows_newest_first(personas):
+    org = personas.org
+    current = budget_period_current(org=org, at=at(5, 0))
+    october = budget_period_current(org=org, at=datetime.datetime(2026, 10, 9, tzinfo=UTC))
+    budget_period_current(org=org, at=datetime.datetime(2026, 9, 9, tzinfo=UTC))  # nothing used
+    august = budget_period_current(org=org, at=datetime.datetime(2026, 8, 9, tzinfo=UTC))
+    UsageRecordFactory(org=org, created_at=datetime.datetime(2026, 10, 31, 23, tzinfo=UTC))
+    UsageRecordFactory(org=org, created_at=datetime.datetime(2026, 8, 1, 0, tzinfo=UTC), input_tokens=0)
+    UsageRecordFactory(org=personas.other_org, created_at=datetime.datetime(2026, 9, 9, tzinfo=UTC))
+    assert budget_periods_with_usage(org=org, current=current) == [current, october, august]

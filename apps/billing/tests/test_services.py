@@ -17,6 +17,7 @@ from apps.billing.services import (
     budget_settle,
     budget_tokens,
     budget_update,
+    reservations,
     reservations_expire,
 )
 from apps.billing.tests.factories import BudgetSettingsFactory, ModelPriceFactory
@@ -36,8 +37,12 @@ def settle(reservation: Reservation, tokens: int, **fields) -> UsageRecord:
     return budget_settle(reservation=reservation, **(defaults | fields))
 
 
-@pytest.fixture
-def budget_10k(personas):
+@pytest.fixture(params=["one statement", "transaction"])
+def budget_10k(request, personas, monkeypatch):
+    """An org with 10,000 tokens a month. Every test using it runs twice: with the one-statement
+    protocol Postgres uses, and with the ORM transaction other databases (SQLite) use."""
+    if request.param == "transaction":
+        monkeypatch.setattr(reservations, "_one_statement", lambda: False)
     BudgetSettingsFactory(org=personas.org, monthly_override=10_000)
     return personas.org
 
@@ -108,6 +113,7 @@ def test_a_reservation_holds_tokens_and_settling_replaces_them_with_the_actual(b
         "remaining": 6_000,
         "percent_used": 0.0,
         "resets_on": None,
+        "low": False,
     }
     record = settle(reservation, 2_500, session_id=None)
     remaining = budget_remaining(org=budget_10k)
@@ -116,6 +122,51 @@ def test_a_reservation_holds_tokens_and_settling_replaces_them_with_the_actual(b
     assert record.total_tokens == 2_500 and record.org == budget_10k and record.user == personas.analyst
     reservation.refresh_from_db()
     assert reservation.settled_at is not None and reservation.usage_record == record
+
+
+def test_reserve_settle_and_release_are_one_statement_each_on_postgres(personas, django_assert_num_queries):
+    # Each holds the period row's lock only while the server runs it (see services/reservations.py).
+    BudgetSettingsFactory(org=personas.org, monthly_override=10_000)
+    budget_period_current(org=personas.org)
+    with django_assert_num_queries(1):
+        reservation = budget_reserve(org=personas.org, user=personas.analyst, amount=1_000)
+    stopped = budget_reserve(org=personas.org, user=None, amount=500)
+    with django_assert_num_queries(1):
+        assert budget_release(reservation=stopped) is True
+    with django_assert_num_queries(1):
+        budget_settle(
+            reservation=reservation,
+            input_tokens=600,
+            output_tokens=200,
+            provider="anthropic",
+            model="claude-test",
+            purpose="generation",
+            user=personas.analyst,
+        )
+    assert budget_remaining(org=personas.org) | {"resets_on": None} == {
+        "budget": 10_000,
+        "used": 800,
+        "reserved": 0,
+        "remaining": 9_200,
+        "percent_used": 8.0,
+        "resets_on": None,
+        "low": False,
+    }
+
+
+def test_the_first_reservation_of_a_month_opens_its_period(personas):
+    reservation = budget_reserve(org=personas.org, user=personas.analyst, amount=1_000)
+    assert reservation.period == budget_period_current(org=personas.org)
+    assert reservation.period.reserved == 1_000
+
+
+def test_the_budget_is_low_when_less_than_a_fifth_is_left_counting_holds(budget_10k, personas):
+    settle(budget_reserve(org=budget_10k, user=personas.analyst, amount=7_000), 7_000)
+    assert budget_remaining(org=budget_10k)["low"] is False  # 3,000 left
+    held = budget_reserve(org=budget_10k, user=personas.analyst, amount=1_500)
+    assert budget_remaining(org=budget_10k)["low"] is True  # 1,500 left, 70% used
+    budget_release(reservation=held)
+    assert budget_remaining(org=budget_10k)["low"] is False
 
 
 def test_settling_twice_counts_the_tokens_once(budget_10k, personas):
@@ -196,6 +247,7 @@ def test_releasing_gives_the_tokens_back_once(budget_10k, personas):
         "remaining": 9_000,
         "percent_used": 10.0,
         "resets_on": None,
+        "low": False,
     }
 
 

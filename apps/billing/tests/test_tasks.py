@@ -39,4 +39,5 @@ def test_the_schedules_are_installed_in_celery_beat(db):
     assert {
         "apps.billing.tasks.budget_periods_open_task",
         "apps.billing.tasks.reservations_expire_task",
+        "apps.billing.tasks.budget_periods_reconcile_task",
     } <= tasks

@@ -1,8 +1,12 @@
 import csv
+import datetime
 import io
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.accounts.models import AuditLog
 from apps.billing.models import BudgetSettings
@@ -126,3 +130,108 @@ def test_analysts_and_viewers_cannot_change_the_budget(client, personas, role):
 def test_the_budget_form_only_accepts_post(client, personas):
     client.force_login(personas.admin)
     assert client.get(BUDGET).status_code == 405
+
+
+# Past periods ------------------------------------------------------------------------------------
+
+
+def last_month(org):
+    """The org's previous period, opened, with 4,321 tokens in its ledger."""
+    period = budget_period_current(org=org, at=timezone.now() - datetime.timedelta(days=40))
+    UsageRecordFactory(
+        org=org, created_at=period.starts_at + datetime.timedelta(days=2), input_tokens=4_321, output_tokens=0
+    )
+    return period
+
+
+def test_the_usage_page_shows_the_month_in_the_url(client, personas):
+    past = last_month(personas.org)
+    UsageRecordFactory(org=personas.org, user=personas.analyst, input_tokens=1_111, output_tokens=0)
+    client.force_login(personas.viewer)
+    month = f"{past.period_start:%Y-%m}"
+    html = client.get(INDEX, {"period": month}).content.decode()
+    assert f"Budget for {past.period_start:%B %Y}" in html
+    assert "4,321" in html and "1,111" not in html
+    assert f'<option value="{month}" selected>' in html
+    assert f"{LEDGER}?period={month}" in html
+    html = client.get(INDEX).content.decode()
+    assert "This month&#x27;s budget" in html or "This month's budget" in html
+    assert "1,111" in html and "4,321" not in html
+
+
+def test_the_picker_offers_this_month_and_the_months_with_usage(client, personas):
+    past = last_month(personas.org)
+    empty = budget_period_current(org=personas.org, at=timezone.now() - datetime.timedelta(days=100))
+    current = budget_period_current(org=personas.org)
+    client.force_login(personas.viewer)
+    html = client.get(INDEX).content.decode()
+    assert f'<option value="{current.period_start:%Y-%m}" selected>' in html
+    assert f'<option value="{past.period_start:%Y-%m}">' in html
+    assert f'value="{empty.period_start:%Y-%m}"' not in html
+
+
+def test_an_htmx_request_for_a_month_gets_only_the_usage_fragment(client, personas):
+    past = last_month(personas.org)
+    client.force_login(personas.viewer)
+    response = client.get(INDEX, {"period": f"{past.period_start:%Y-%m}"}, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="usage">')
+    assert "<h1>" not in html and "4,321" in html
+    assert "HX-Request" in response["Vary"]
+
+
+@pytest.mark.parametrize("value", ["2026-13", "october", "2026/10", "26-10"])
+def test_a_malformed_month_is_answered_400_with_a_clear_error(client, personas, value):
+    client.force_login(personas.viewer)
+    response = client.get(INDEX, {"period": value})
+    assert response.status_code == 400
+    assert "Give the month as YYYY-MM, for example 2026-10." in response.content.decode()
+    response = client.get(LEDGER, {"period": value})
+    assert response.status_code == 400
+    assert response.content.decode() == "Give the month as YYYY-MM, for example 2026-10."
+
+
+def test_a_month_without_a_period_is_not_found(client, personas):
+    client.force_login(personas.viewer)
+    assert client.get(INDEX, {"period": "2001-01"}).status_code == 404
+    assert client.get(LEDGER, {"period": "2001-01"}).status_code == 404
+
+
+def test_another_orgs_month_is_never_shown(client, personas):
+    past = last_month(personas.other_org)
+    client.force_login(personas.viewer)
+    month = f"{past.period_start:%Y-%m}"
+    assert client.get(INDEX, {"period": month}).status_code == 404
+    assert client.get(LEDGER, {"period": month}).status_code == 404
+    budget_period_current(org=personas.org, at=past.starts_at + datetime.timedelta(days=1))
+    html = client.get(INDEX, {"period": month}).content.decode()
+    assert "4,321" not in html and "Nothing used that month" in html
+
+
+def test_the_ledger_of_a_past_month_has_only_its_rows(client, personas):
+    past = last_month(personas.org)
+    UsageRecordFactory(org=personas.org, input_tokens=1_111)
+    client.force_login(personas.viewer)
+    response = client.get(LEDGER, {"period": f"{past.period_start:%Y-%m}"})
+    assert f'filename="usage-{past.period_start:%Y-%m}.csv"' in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row["input_tokens"] for row in rows] == ["4321"]
+
+
+def test_the_usage_page_costs_the_same_queries_however_many_months_and_rows(client, personas):
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(INDEX).status_code == 200
+        return len(queries)
+
+    client.force_login(personas.viewer)
+    last_month(personas.org)
+    UsageRecordFactory(org=personas.org, user=personas.analyst)
+    page_queries()  # the first visit of the month opens its period
+    before = page_queries()
+    for days in (70, 100, 130):
+        period = budget_period_current(org=personas.org, at=timezone.now() - datetime.timedelta(days=days))
+        UsageRecordFactory(org=personas.org, created_at=period.starts_at)
+    UsageRecordFactory.create_batch(5, org=personas.org, user=personas.admin)
+    assert page_queries() == before

@@ -44,6 +44,11 @@ def _kind(column: dict[str, str], values: list[Any]) -> str:
     return "nominal"
 
 
+def column_kinds(columns: list[dict[str, str]], rows: list[list[Any]]) -> list[str]:
+    """The Vega-Lite type (quantitative, temporal, nominal) of each column of a result."""
+    return [_kind(c, [r[i] for r in rows]) for i, c in enumerate(columns)]
+
+
 def _records(columns: list[dict[str, str]], rows: list[list[Any]]) -> list[dict[str, Any]]:
     names = [c["name"] for c in columns]
     return [dict(zip(names, row, strict=False)) for row in rows[:CHART_MAX_POINTS]]
@@ -60,7 +65,7 @@ def chart_from_shape(columns: list[dict[str, str]], rows: list[list[Any]]) -> di
     """time + measure: line; category + measure: bar; one number: KPI; otherwise a table."""
     if not columns or not rows:
         return {"kind": "table"}
-    kinds = [_kind(c, [r[i] for r in rows]) for i, c in enumerate(columns)]
+    kinds = column_kinds(columns, rows)
     measures = [i for i, k in enumerate(kinds) if k == "quantitative"]
     if len(rows) == 1 and len(columns) == 1 and measures:
         return {"kind": "kpi", "value": rows[0][0], "label": columns[0]["name"]}

@@ -876,3 +876,17 @@ def test_the_chat_says_how_much_budget_is_left_when_less_than_a_fifth_remains(cl
     response = client.get(reverse("chat:session-detail", args=[chat_session.pk]))
 
     assert "1,500 tokens left this month" in response.text
+
+
+def test_the_chat_counts_tokens_held_by_questions_in_flight_as_spent(client, personas, chat_session):
+    from apps.billing.models import BudgetSettings
+    from apps.billing.services import budget_period_current
+
+    BudgetSettings.objects.create(org=personas.org, monthly_override=10_000)
+    period = budget_period_current(org=personas.org)
+    type(period).objects.filter(pk=period.pk).update(used=5_000, reserved=4_000)
+    client.force_login(personas.analyst)
+
+    response = client.get(reverse("chat:session-detail", args=[chat_session.pk]))
+
+    assert "1,000 tokens left this month" in response.text

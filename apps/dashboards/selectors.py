@@ -1,0 +1,67 @@
+from django.db.models import Count, Q, QuerySet
+
+from apps.accounts.models import Organization, Role, User
+from apps.chat.models import ChatMessage, MessageRole
+from apps.dashboards.models import Dashboard, Subscription, Visibility, Widget
+
+
+def _visible(org: Organization, user: User) -> Q:
+    return Q(org=org) & (Q(owner=user) | Q(visibility=Visibility.ORG))
+
+
+def dashboard_list(*, org: Organization, user: User) -> QuerySet[Dashboard]:
+    """The dashboards `user` may open: their own and those shared with the organisation."""
+    return (
+        Dashboard.objects.filter(_visible(org, user))
+        .select_related("owner")
+        .annotate(widget_count=Count("widgets"))
+        .order_by("title", "id")
+    )
+
+
+def dashboard_get(*, org: Organization, user: User, pk: int) -> Dashboard:
+    """A dashboard `user` may open; another org's, or a colleague's private one, is not found."""
+    return Dashboard.objects.select_related("org", "owner").get(_visible(org, user), pk=pk)
+
+
+def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
+    return dashboard.widgets.select_related("connection").order_by("position", "id")
+
+
+def widget_get(*, org: Organization, user: User, pk: int) -> Widget:
+    """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
+    only by the rarer paths that need it: exports, audit entries)."""
+    return Widget.objects.select_related("dashboard", "connection").get(
+        Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)), pk=pk
+    )
+
+
+def can_edit(*, user: User, dashboard: Dashboard) -> bool:
+    """Analysts edit their own dashboards; admins edit every dashboard they can see."""
+    if not user.has_role(Role.ANALYST):
+        return False
+    return dashboard.owner_id == user.pk or user.has_role(Role.ADMIN)
+
+
+def editable_dashboards(*, org: Organization, user: User) -> QuerySet[Dashboard]:
+    """Where `user` may pin a widget."""
+    dashboards = dashboard_list(org=org, user=user)
+    return dashboards if user.has_role(Role.ADMIN) else dashboards.filter(owner=user)
+
+
+def subscription_list(*, dashboard: Dashboard) -> QuerySet[Subscription]:
+    return dashboard.subscriptions.select_related("created_by").order_by("id")
+
+
+def subscription_get(*, dashboard: Dashboard, pk: int) -> Subscription:
+    return Subscription.objects.select_related("dashboard", "org").get(dashboard=dashboard, pk=pk)
+
+
+def question_of(*, message: ChatMessage) -> str:
+    """The question an answer replied to: a good first title for its widget."""
+    question = (
+        message.session.messages.filter(role=MessageRole.USER, created_at__lte=message.created_at)
+        .order_by("created_at", "id")
+        .last()
+    )
+    return question.content if question else ""

@@ -1,0 +1,376 @@
+"""Dashboards, measured: a dashboard of 12 widgets on the demo warehouse, served by daphne.
+
+    python bench/dashboard.py            # about two minutes
+    python bench/dashboard.py --quick    # fewer rounds, for a smoke run
+
+What a viewer waits for is the page plus one request per widget (htmx loads each on its own).
+Measured over loopback against one daphne process, as `make run` serves it, on a scratch Postgres
+database and Redis db that this script creates and always removes:
+- cold: the result cache empty, every widget's query runs on DuckDB;
+- warm: the same requests again, results from the cache (p50/p95 over the rounds);
+- 20 viewers at once, each loading the page and its 12 widgets (3 requests in flight per viewer:
+  60 at once, within the shared Postgres server's connection slots);
+- server-side chart images: vl-convert PNG and SVG per chart widget.
+Each figure is printed beside its reference from the same run: the log-in page (a small page
+through daphne and the same middleware) for pages and fragments, and vl-convert's own Vega-Lite
+compile for the images. Verdicts are information: the exit status never depends on a timing.
+"""
+
+import argparse
+import contextlib
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/6"
+# The reference request: the log-in page, a small Django page through the same middleware
+# (sessions, CSRF, htmx, request ids) with one template and no query of its own.
+FLOOR_PATH = "/accounts/login/"
+VIEWERS = 20
+PER_VIEWER_IN_FLIGHT = 3
+FRAGMENT_GOAL_MS = 50.0
+PAGE_GOAL_MS = 100.0
+
+MONTHLY = (
+    "SELECT date_trunc('month', date) AS month, sum({measure}) AS {measure} "
+    "FROM daily_revenue GROUP BY 1 ORDER BY 1"
+)
+BY_REGION = (
+    "SELECT r.name AS region, sum(d.revenue) AS revenue "
+    "FROM daily_revenue d JOIN regions r USING (region_id) GROUP BY 1 ORDER BY 2 DESC"
+)
+BY_CATEGORY = (
+    "SELECT c.name AS category, sum(i.quantity * i.unit_price) AS revenue FROM order_items i "
+    "JOIN products p USING (product_id) JOIN categories c USING (category_id) GROUP BY 1"
+)
+# Twelve widgets over the demo warehouse's tables: charts, KPIs and tables, as a sales team's
+# dashboard would have them.
+WIDGETS = [
+    ("Revenue by month", "chart", "line", MONTHLY.format(measure="revenue"), ("month", "revenue")),
+    ("Revenue by region", "chart", "bar", BY_REGION, ("region", "revenue")),
+    ("Orders by channel", "chart", "bar", "SELECT channel, count(*) AS orders FROM orders GROUP BY 1",
+     ("channel", "orders")),
+    ("Visits by week", "chart", "area", "SELECT date_trunc('week', date) AS week, sum(visits) AS visits "
+     "FROM daily_traffic GROUP BY 1 ORDER BY 1", ("week", "visits")),
+    ("Revenue by category", "chart", "arc", BY_CATEGORY, ("category", "revenue")),
+    ("Signups by channel", "chart", "bar", "SELECT channel, sum(signups) AS signups FROM daily_traffic "
+     "GROUP BY 1",
+     ("channel", "signups")),
+    ("Monthly revenue", "kpi", "", MONTHLY.format(measure="revenue"), ("month", "revenue")),
+    ("Monthly orders", "kpi", "", MONTHLY.format(measure="orders"), ("month", "orders")),
+    ("New customers", "kpi", "", MONTHLY.format(measure="new_customers"), ("month", "new_customers")),
+    ("Refunds", "kpi", "", "SELECT sum(refunded_amount) AS refunded FROM daily_revenue", ("", "refunded")),
+    ("Top customers", "table", "", "SELECT c.name, c.country, sum(o.total_amount) AS spent FROM orders o "
+     "JOIN customers c USING (customer_id) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20", ("", "")),
+    ("Top products", "table", "", "SELECT p.name, sum(i.quantity) AS units FROM order_items i "
+     "JOIN products p USING (product_id) GROUP BY 1 ORDER BY 2 DESC LIMIT 20", ("", "")),
+]  # fmt: skip
+
+
+@dataclass
+class Line:
+    measure: str
+    ours: str = ""
+    reference: str = ""
+    ratio: str = ""
+    goal: str = ""
+    verdict: str = ""
+
+
+@dataclass
+class World:
+    dashboard_id: int
+    widget_ids: list[int]
+    cookies: list[str]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+def table_print(lines: list[Line]) -> None:
+    columns = ("measure", "ours", "reference", "ratio", "goal", "verdict")
+    rows = [Line("measure", "ours", "reference", "ratio", "goal", ""), *lines]
+    widths = [max(len(getattr(line, c)) for line in rows) for c in columns]
+    for i, line in enumerate(rows):
+        print("  ".join(getattr(line, c).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def world_create(viewers: int) -> World:
+    """Migrate, then an org with the demo warehouse, a shared dashboard of 12 widgets and
+    `viewers` logged-in viewers (real session rows)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.core.management import call_command
+
+    from apps.accounts.models import Organization, Role, User
+    from apps.connections.models import Connection, Engine
+    from apps.connections.services.catalogue import catalogue_refresh
+    from apps.connections.services.demo_warehouse import DEMO_WAREHOUSE_FILENAME, demo_warehouse_build
+    from apps.dashboards.models import Visibility
+    from apps.dashboards.services.dashboards import dashboard_create, widget_create
+
+    call_command("migrate", interactive=False, verbosity=0)
+    org = Organization.objects.create(name="Bench", slug="bench")
+    owner = User.objects.create_user("analyst@bench.test", org=org, role=Role.ANALYST)
+    demo_warehouse_build()
+    connection = Connection.objects.create(
+        org=org, name="Demo", engine=Engine.DUCKDB, database=DEMO_WAREHOUSE_FILENAME
+    )
+    catalogue_refresh(connection_id=connection.pk)
+    dashboard = dashboard_create(org=org, owner=owner, title="Sales", visibility=Visibility.ORG)
+    widgets = [
+        widget_create(
+            dashboard=dashboard, user=owner, title=title, kind=kind, connection=connection, sql=sql,
+            chart={"mark": mark, "x": x, "y": y}, width=4,
+        ).pk
+        for title, kind, mark, sql, (x, y) in WIDGETS
+    ]  # fmt: skip
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    cookies = []
+    for n in range(viewers):
+        viewer = User.objects.create_user(f"viewer{n}@bench.test", org=org, role=Role.VIEWER)
+        login = store()
+        login[SESSION_KEY] = str(viewer.pk)
+        login[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        login[HASH_SESSION_KEY] = viewer.get_session_auth_hash()
+        login.create()
+        cookies.append(f"{settings.SESSION_COOKIE_NAME}={login.session_key}")
+    return World(dashboard_id=dashboard.pk, widget_ids=widgets, cookies=cookies)
+
+
+@contextlib.contextmanager
+def scratch(tmp: Path, viewers: int) -> Iterator[tuple[dict[str, str], World]]:
+    """A scratch Postgres database, Redis db and warehouse folder; Django set up on them here."""
+    import environ
+    import psycopg
+    import redis
+
+    server = environ.Env.db_url_config(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    )
+    admin = {
+        "host": server.get("HOST") or "127.0.0.1", "port": int(server.get("PORT") or 5432),
+        "user": server.get("USER") or "postgres", "password": server.get("PASSWORD") or "",
+        "dbname": "postgres", "autocommit": True,
+    }  # fmt: skip
+    name = f"datamind_bench_dashboard_{uuid.uuid4().hex[:8]}"
+    (tmp / "warehouses").mkdir()
+    environment = {
+        "DJANGO_SETTINGS_MODULE": "datamind.settings",
+        "DATABASE_URL": f"postgres://{admin['user']}:{admin['password']}@{admin['host']}:{admin['port']}/{name}",
+        "REDIS_URL": BENCH_REDIS_URL,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # As bench/chat.py: plain HTTP on loopback and static files without a collectstatic
+        # manifest. DEBUG adds only Django's per-query bookkeeping (five queries a request here).
+        "DEBUG": "true",
+        # Under daphne every request runs its sync view in a thread of its own, so persistent
+        # connections are never reused and 20 viewers would hold Postgres's 100 slots open.
+        "DATABASE_CONN_MAX_AGE": "0",
+        "CONNECTIONS_FILE_ROOT": str(tmp / "warehouses"),
+        "DATAMIND_VAR_DIR": str(tmp / "var"),
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(environment)
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        import django
+
+        django.setup()
+        redis.Redis.from_url(BENCH_REDIS_URL).flushdb()
+        yield environment, world_create(viewers)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(**admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        redis.Redis.from_url(BENCH_REDIS_URL).flushdb()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def daphne(environment: dict[str, str], log: Path) -> Iterator[str]:
+    port = free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "datamind.asgi:application"],
+            cwd=ROOT, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}{FLOOR_PATH}", timeout=2)  # noqa: S310 - our own loopback server
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne did not start: {log.read_text()[-500:]}") from None
+                time.sleep(0.2)
+        yield url
+    except BaseException:
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "Error" in line]
+        print("\n".join(dict.fromkeys(errors)) or "daphne logged no error", file=sys.stderr)
+        raise
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def timed_get(url: str, cookie: str = "", htmx: bool = False) -> float:
+    headers = {"Cookie": cookie} | ({"HX-Request": "true"} if htmx else {})
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own loopback server
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+    return (time.perf_counter() - started) * 1000
+
+
+def dashboard_load(
+    base: str, world: World, cookie: str, pool: ThreadPoolExecutor | None = None
+) -> tuple[float, list[float]]:
+    """The page, then its widgets (in parallel when given a pool): page ms and each fragment's ms."""
+    page = timed_get(f"{base}/dashboards/{world.dashboard_id}/", cookie)
+    urls = [f"{base}/dashboards/widgets/{pk}/" for pk in world.widget_ids]
+    load: Callable[[str], float] = lambda url: timed_get(url, cookie, htmx=True)  # noqa: E731
+    fragments = list(pool.map(load, urls)) if pool else [load(url) for url in urls]
+    return page, fragments
+
+
+def bench_http(base: str, world: World, rounds: int) -> list[Line]:
+    import redis
+
+    floor = statistics.median(timed_get(f"{base}{FLOOR_PATH}") for _ in range(rounds * 5))
+    redis.Redis.from_url(BENCH_REDIS_URL).delete(
+        *redis.Redis.from_url(BENCH_REDIS_URL).keys("*datamind:result:*") or ["-"]
+    )
+    cold_page, cold = dashboard_load(base, world, world.cookies[0])
+    pages, fragments = [], []
+    for _ in range(rounds):
+        page, timings = dashboard_load(base, world, world.cookies[0])
+        pages.append(page)
+        fragments.extend(timings)
+
+    def viewer(cookie: str) -> tuple[float, list[float], float]:
+        with ThreadPoolExecutor(PER_VIEWER_IN_FLIGHT) as pool:
+            started = time.perf_counter()
+            page, timings = dashboard_load(base, world, cookie, pool)
+            return page, timings, (time.perf_counter() - started) * 1000
+
+    crowd_pages, crowd_fragments, crowd_whole = [], [], []
+    for _ in range(max(1, rounds // 5)):
+        with ThreadPoolExecutor(len(world.cookies)) as viewers:
+            for page, timings, whole in viewers.map(viewer, world.cookies):
+                crowd_pages.append(page)
+                crowd_fragments.extend(timings)
+                crowd_whole.append(whole)
+    p95 = lambda values: percentile(values, 0.95)  # noqa: E731
+    cold_total, warm_total = (
+        cold_page + sum(cold),
+        statistics.median(pages) + 12 * statistics.median(fragments),
+    )
+    crowd = f"{len(world.cookies)} viewers at once"
+    return [
+        Line(f"reference: {FLOOR_PATH} median", ms(floor)),
+        against("cold: page + 12 widgets, one after another", cold_total, floor * 13),
+        against("cold: slowest widget fragment", max(cold), floor),
+        against("warm: page + 12 widgets, one after another", warm_total, floor * 13),
+        against("warm: page p95", p95(pages), floor, PAGE_GOAL_MS),
+        against("warm: widget fragment p50", statistics.median(fragments), floor),
+        against("warm: widget fragment p95", p95(fragments), floor, FRAGMENT_GOAL_MS),
+        against(f"{crowd}: page p95", p95(crowd_pages), floor, PAGE_GOAL_MS),
+        against(f"{crowd}: widget fragment p95", p95(crowd_fragments), floor, FRAGMENT_GOAL_MS),
+        against(f"{crowd}: whole dashboard p95", p95(crowd_whole), floor * 13),
+    ]
+
+
+def against(measure: str, ours: float, reference: float, goal: float | None = None) -> Line:
+    line = Line(measure, ms(ours), ms(reference), f"{ours / reference:.1f}x")
+    if goal is not None:
+        line.goal, line.verdict = f"<= {goal:.0f} ms", "PASS" if ours <= goal else "MISS"
+    return line
+
+
+def bench_images(world: World, rounds: int) -> list[Line]:
+    import vl_convert
+
+    from apps.dashboards.models import Widget, WidgetKind
+    from apps.dashboards.services import charts
+    from apps.dashboards.services.widgets import widget_run
+
+    lines = []
+    for widget in Widget.objects.filter(pk__in=world.widget_ids, kind=WidgetKind.CHART).select_related(
+        "connection"
+    ):
+        spec = charts.image_spec(widget_run(widget=widget).spec)  # the exact spec the download draws
+        compile_ms = min(_timed(lambda s=spec: vl_convert.vegalite_to_vega(s)) for _ in range(rounds))
+        png_ms = statistics.median(
+            _timed(lambda s=spec: vl_convert.vegalite_to_png(s, scale=charts.PNG_SCALE))
+            for _ in range(rounds)
+        )
+        svg_ms = statistics.median(
+            _timed(lambda s=spec: vl_convert.vegalite_to_svg(s)) for _ in range(rounds)
+        )
+        lines += [
+            against(f"PNG: {widget.title}", png_ms, compile_ms),
+            against(f"SVG: {widget.title}", svg_ms, compile_ms),
+        ]
+    return lines  # fmt: skip
+
+
+def _timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return (time.perf_counter() - started) * 1000
+
+
+def main(rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="datamind-bench-dashboard-") as folder:
+        tmp = Path(folder)
+        started = time.perf_counter()
+        with scratch(tmp, VIEWERS) as (environment, world):
+            print(f"world ready in {time.perf_counter() - started:.0f} s: 12 widgets, {VIEWERS} viewers")
+            with daphne(environment, tmp / "daphne.log") as base:
+                lines = bench_http(base, world, rounds)
+            lines += bench_images(world, max(3, rounds // 4))
+    print(f"\nDashboards: one daphne process, loopback, {os.cpu_count()} CPUs, {rounds} warm rounds\n")
+    table_print(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    main(5 if parser.parse_args().quick else 20)

@@ -1,0 +1,50 @@
+// Dashboard page behaviour: draw charts as widgets arrive (by their own request or pushed over the
+// WebSocket), submit size choices at once, and let editors drag widgets to a new place.
+(function () {
+  "use strict";
+
+  function drawCharts(root) {
+    if (!window.vegaEmbed) return;
+    root.querySelectorAll("[data-vega-spec]:not([data-drawn])").forEach(function (el) {
+      var source = document.getElementById(el.dataset.vegaSpec);
+      if (!source) return;
+      el.dataset.drawn = "1";
+      window.vegaEmbed(el, JSON.parse(source.textContent), { actions: false, renderer: "svg" })
+        .catch(function () { el.textContent = "This chart could not be drawn."; });
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("[data-autosubmit]")) event.target.form.requestSubmit();
+  });
+
+  var dragged = null;
+  document.addEventListener("dragstart", function (event) {
+    dragged = event.target.closest && event.target.closest(".widget[draggable]");
+    if (dragged) event.dataTransfer.effectAllowed = "move";
+  });
+  document.addEventListener("dragover", function (event) {
+    if (dragged && event.target.closest(".widget")) event.preventDefault();
+  });
+  document.addEventListener("drop", function (event) {
+    var target = event.target.closest(".widget");
+    var grid = document.getElementById("widget-grid");
+    if (!dragged || !target || target === dragged || !grid) return;
+    event.preventDefault();
+    var after = dragged.compareDocumentPosition(target) & Node.DOCUMENT_POSITION_FOLLOWING;
+    grid.insertBefore(dragged, after ? target.nextSibling : target);
+    var order = Array.prototype.map.call(grid.querySelectorAll(".widget"), function (w) { return w.dataset.widget; });
+    var layout = dragged.querySelector(".widget-layout");
+    htmx.ajax("POST", layout.getAttribute("action"), { values: { order: order.join(",") }, swap: "none" });
+    dragged = null;
+  });
+
+  // Refreshes arrive over the socket; the page says whether it is listening.
+  document.body.addEventListener("htmx:wsOpen", function () { document.body.dataset.socket = "open"; });
+  document.body.addEventListener("htmx:wsClose", function () { document.body.dataset.socket = "closed"; });
+
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+  document.body.addEventListener("htmx:load", function (event) { drawCharts(event.detail.elt); });
+  document.body.addEventListener("htmx:oobAfterSwap", function () { drawCharts(document); });
+  window.addEventListener("load", function () { drawCharts(document); });
+})();
