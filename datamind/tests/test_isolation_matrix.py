@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.urls.resolvers import RegexPattern
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -40,12 +41,15 @@ class Route:
     name: str
     methods: list[str]
     parameters: list[tuple[str, str | None]] = field(default_factory=list)  # (name, kind)
+    # Values for parameters that are not object ids (a format from a regex or an enum).
+    fixed: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_api(self) -> bool:
         return self.path.startswith("/api/")
 
     def url(self, values: dict[str, object]) -> str:
+        values = {**dict.fromkeys((n for n, k in self.parameters if k is None), "x"), **self.fixed, **values}
         return _PARAMETER.sub(lambda m: str(values[m.group(1) or m.group(2)]), self.path)
 
 
@@ -58,25 +62,45 @@ def _parameters(path: str) -> list[tuple[str, str | None]]:
     return found
 
 
-def _walk(patterns: list, prefix: str = "", namespace: str = "") -> list[Route]:
+_REGEX_GROUP = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
+
+
+def _as_template(pattern: object) -> tuple[str, dict[str, str]]:
+    """A path() pattern as is; a re_path() pattern as a template with <name> placeholders, plus a
+    sample value for each group that is a choice of words (`(?P<fmt>png|svg)` -> "png")."""
+    if not isinstance(pattern, RegexPattern):
+        return str(pattern), {}
+    regex = str(pattern).removeprefix("^").removesuffix("$")
+    fixed = {
+        name: body.split("|")[0]
+        for name, body in _REGEX_GROUP.findall(regex)
+        if re.fullmatch(r"[\w|]+", body)
+    }
+    return _REGEX_GROUP.sub(lambda m: f"<{m.group(1)}>", regex).replace("\\.", "."), fixed
+
+
+def _walk(
+    patterns: list, prefix: str = "", namespace: str = "", fixed: dict | None = None, skip: bool = True
+) -> list[Route]:
     routes = []
     for entry in patterns:
-        route = prefix + str(entry.pattern)
-        if any(route.startswith(excluded) for excluded in EXCLUDED_PREFIXES):
+        template, own_fixed = _as_template(entry.pattern)
+        route, values = prefix + template, {**(fixed or {}), **own_fixed}
+        if skip and any(route.startswith(excluded) for excluded in EXCLUDED_PREFIXES):
             continue
         if isinstance(entry, URLResolver):
             inner = f"{namespace}:{entry.namespace}" if namespace and entry.namespace else entry.namespace
-            routes += _walk(entry.url_patterns, route, inner or namespace)
+            routes += _walk(entry.url_patterns, route, inner or namespace, values, skip)
         elif isinstance(entry, URLPattern):
             name = f"{namespace}:{entry.name}" if namespace else str(entry.name)
-            routes.append(Route("/" + route, name, [], _parameters(route)))
+            routes.append(Route("/" + route, name, [], _parameters(route), values))
     return routes
 
 
 def _allowed_methods(route: Route) -> list[str]:
     """What a page route accepts: the Allow header of Django's method decorators (which answer
     before any log-in or lookup), else GET and POST."""
-    response = Client().options(route.url(dict.fromkeys((n for n, _ in route.parameters), MISSING_ID)))
+    response = Client().options(route.url(dict.fromkeys((n for n, k in route.parameters if k), MISSING_ID)))
     allowed = [m.strip().lower() for m in response.get("Allow", "").split(",") if m.strip()]
     methods = [m for m in allowed if m in {"get", "post", "put", "patch", "delete"}]
     return methods or ["get", "post"]
@@ -91,11 +115,25 @@ def html_routes() -> list[Route]:
 
 def api_routes() -> list[Route]:
     schema = SchemaGenerator().get_schema(request=None, public=True)
+    # Sample values of non-id parameters, from the URL patterns themselves (a re_path's choices).
+    # Keyed by the path with its parameters unnamed: the schema calls a `pk` `id`.
+    samples = {_PARAMETER.sub("{}", r.path): r.fixed for r in _walk(get_resolver().url_patterns, skip=False)}
     routes = []
     for path, operations in schema["paths"].items():
-        name = resolve(re.sub(r"\{\w+\}", "1", path)).view_name
         methods = [m for m in operations if m in {"get", "put", "patch", "post", "delete"}]
-        routes.append(Route(path, name, methods, _parameters(path)))
+        # A path parameter with an enum (a file format) gets its first value.
+        fixed = {
+            parameter["name"]: str(parameter["schema"]["enum"][0])
+            for operation in operations.values()
+            if isinstance(operation, dict)
+            for parameter in operation.get("parameters", [])
+            if parameter.get("in") == "path" and "enum" in parameter.get("schema", {})
+        }
+        route = Route(
+            path, "", methods, _parameters(path), {**samples.get(_PARAMETER.sub("{}", path), {}), **fixed}
+        )
+        route.name = resolve(route.url(dict.fromkeys((n for n, k in route.parameters if k), 1))).view_name
+        routes.append(route)
     return routes
 
 
@@ -202,7 +240,7 @@ def test_no_route_reveals_another_organisations_objects(personas: Personas, repo
 def _declared_minimum(route: Route, method: str, personas: Personas) -> Role:
     """The lowest role the route lets through for `method`: role_required's mark on a page view,
     the permission classes of an API view (asked with each persona)."""
-    match = resolve(route.url({name: MISSING_ID for name, _ in route.parameters}))
+    match = resolve(route.url({name: MISSING_ID for name, kind in route.parameters if kind}))
     view_class = getattr(match.func, "cls", None)
     if view_class is None:
         return getattr(match.func, "minimum_role", Role.VIEWER)
@@ -223,8 +261,9 @@ def test_every_write_route_refuses_the_roles_below_the_one_it_declares(personas:
     refusals, failures = 0, []
     for route in html_routes() + api_routes():
         own = {
-            name: make_object(kind, personas.org, personas.admin, route.path) if kind else "x"
+            name: make_object(kind, personas.org, personas.admin, route.path)
             for name, kind in route.parameters
+            if kind
         }
         for method in route.methods:
             minimum = _declared_minimum(route, method, personas)
@@ -249,5 +288,5 @@ def test_every_write_route_refuses_the_roles_below_the_one_it_declares(personas:
 
 
 def test_a_route_with_an_unknown_kind_of_id_fails_loudly(personas: Personas, db):
-    with pytest.raises(LookupError, match=r"OBJECT_FACTORIES\['dashboard'\]"):
-        make_object("dashboard", personas.other_org, personas.outsider, "/dashboards/<int:pk>/")
+    with pytest.raises(LookupError, match=r"OBJECT_FACTORIES\['gadget'\]"):
+        make_object("gadget", personas.other_org, personas.outsider, "/gadgets/<int:pk>/")

@@ -12,10 +12,6 @@
       window.vegaEmbed(el, JSON.parse(source.textContent), {
         actions: { export: true, source: false, compiled: false, editor: false },
         renderer: "svg",
-        // CSP: Vega's expression interpreter instead of `new Function`, styles from vega.css.
-        ast: true,
-        defaultStyle: false,
-        tooltip: { disableDefaultStyle: true },
       }).catch(function () { el.textContent = "This chart could not be drawn."; });
     });
   }
