@@ -11,7 +11,7 @@ own tests.
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
@@ -25,7 +25,7 @@ from datamind.wsgi import application
 EXAMPLES_PER_OPERATION = 25
 # Operations schemathesis found a 5xx in, left out until their fix lands; each has a strict xfail
 # below that starts failing (and so asks for its removal here) once it is fixed.
-KNOWN_FAILURES = ["v1_dashboards_create"]
+KNOWN_FAILURES = ["v1_dashboards_create", "v1_billing_budget_update"]
 # Checks about which *inputs* must be accepted, which a schema cannot fully say: DRF coerces
 # scalars on purpose (0 is accepted as the string "0"; a form without a checkbox means false), and
 # a well-formed refresh token can still be invalid. What comes back is checked in full.
@@ -41,6 +41,9 @@ REACH_OUTSIDE = [
 # Loaded when the module is collected (Django is set up by then; serving the schema needs no
 # database). schemathesis's lazy `from_fixture` loader does not work with pytest 9.
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+# Serving it may have opened a database connection outside any test; a later test without database
+# access would trip over it when Django tidies connections at the end of a request.
+connections.close_all()
 
 
 @pytest.fixture
@@ -83,5 +86,16 @@ def test_a_huge_dashboard_schedule_is_refused_not_a_server_error(personas: Perso
     response = client.post(
         "/api/v1/dashboards/", {"title": "Sales", "schedule_minutes": 10**12}, format="json"
     )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.xfail(strict=True, reason="found by schemathesis: monthly_override has no maximum (bigint, 500)")
+def test_a_huge_budget_override_is_refused_not_a_server_error(personas: Personas):
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(personas.admin)
+
+    data = {"monthly_override": 10**23, "warn_at_80": True, "warn_at_100": False}
+    response = client.put("/api/v1/billing/budget/", data, format="json")
 
     assert response.status_code == 400
