@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint services browser bench clean
+.PHONY: run test lint services browser tools bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.base-installed: requirements/base.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/base.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements/base.txt requirements/dev.txt | $(BIN)/python
+$(VENV)/.dev-installed: requirements/base.txt requirements/prod.txt requirements/dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/dev.txt
 	touch $@ $(VENV)/.base-installed
 
@@ -53,11 +53,22 @@ browser:
 		fi; \
 	fi
 
+# nginx (its configuration in deploy/ is checked with `nginx -t`) and wrk (bench/http.py), from Debian.
+tools:
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing Debian's nginx-light and wrk..."; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; \
+		else \
+			echo "nginx/wrk are not installed and cannot be installed here: their checks will be skipped."; \
+		fi; \
+	fi
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(VENV)/.dev-installed services browser lint
+test: $(VENV)/.dev-installed services browser tools lint
 	DJANGO_SETTINGS_MODULE=datamind.test_settings $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=datamind.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -m "not browser"
@@ -65,7 +76,7 @@ test: $(VENV)/.dev-installed services browser lint
 	# Django's async-safety check would take for async code: browser tests run on their own.
 	DJANGO_ALLOW_ASYNC_UNSAFE=true $(BIN)/pytest -m browser
 
-bench: $(VENV)/.dev-installed services
+bench: $(VENV)/.dev-installed services tools
 	@for b in bench/[!_]*.py; do echo "== $$b"; DJANGO_SETTINGS_MODULE=datamind.test_settings $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "csp",
     "apps.accounts",
     "apps.connections",
     "apps.chat",
@@ -77,7 +79,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it (rate limits, the audit log, logs) reads the real client address.
+    "datamind.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "datamind.middleware.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "datamind.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -104,6 +110,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -119,8 +126,23 @@ if EMBEDDED:
     }
 else:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI, Django runs each request's sync code on a new thread, and a persistent connection
+    # (CONN_MAX_AGE > 0) stays with a thread that is gone: under load they pile up until Postgres
+    # refuses clients (bench/http.py hit "too many clients" with 20 users). A pool per process
+    # (psycopg_pool, Django 5.1+) reuses connections safely instead, for web processes: set
+    # DATABASE_POOL_MAX_SIZE there (deploy/docker-compose.yml does). Not in Celery: a pool's threads
+    # do not survive the fork into prefork children, so workers open a connection per task.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    _pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+    if _pool_size and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_size,
+            # A request waiting this long for a free connection fails instead of hanging.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
@@ -216,16 +238,44 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Only our own scripts and styles (htmx and its ws extension from django-htmx, vega-embed from
+# vl-convert-python, static/js): no inline code, no eval. vega-embed runs with `ast: true`, so
+# Vega evaluates expressions with its interpreter instead of `new Function`; its styles are a
+# static file. A nonce is there for the rare inline script a page cannot avoid ({{ CSP_NONCE }}).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF],
+        # 'self' covers the same-origin WebSocket (ws:/wss:) in current browsers.
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Browser features no page of ours uses, refused for every frame.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "payment=(), usb=()"
+)
+# Proxies (addresses or CIDR ranges) allowed to say who the client is in X-Forwarded-For. Only a
+# request arriving *from* one of them has that header read; see datamind/middleware.py.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "datamind.lib.authentication.JWTAuthentication",
+        "datamind.lib.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "datamind.lib.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "datamind.lib.schema.AutoSchema",
     "EXCEPTION_HANDLER": "datamind.lib.api.exception_handler",
 }
 SIMPLE_JWT = {

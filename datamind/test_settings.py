@@ -15,3 +15,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Worker threads of async code (consumers, the pipeline) open their own connections; closing them
 # after each use lets the test database be dropped at the end of the run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# No pool: pytest-django swaps the database for the test one, and each test's transaction must stay
+# on the connection the test holds.
+DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405

@@ -17,7 +17,7 @@ from django.utils.timezone import now
 from django.views.decorators.debug import sensitive_post_parameters
 
 from apps.accounts import services
-from apps.accounts.models import AuditLog, Invitation, Organization, User
+from apps.accounts.models import ApiKey, AuditLog, Invitation, Organization, User
 from datamind.lib.admin import OrgScopedAdmin
 
 admin.site.site_header = "DataMind admin"
@@ -230,3 +230,33 @@ class AuditLogAdmin(OrgScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditLog | None = None) -> bool:
         return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrgScopedAdmin):
+    """API keys, to see and revoke. Keys are made on the Settings page, the only place the key
+    itself is shown; revoking (not deleting) keeps who made it and when it was last used."""
+
+    list_display = ("name", "prefix", "role", "org", "created_by", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("role", "created_at")
+    search_fields = ("name", "prefix", "created_by__email")
+    list_select_related = ("org", "created_by")
+    fields = ("name", "prefix", "role", "org", "created_by", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        # The queryset is already scoped to the admin's org by OrgScopedAdmin.
+        for api_key in queryset.filter(revoked_at__isnull=True).select_related("org"):
+            services.api_key_revoke(api_key=api_key, actor=request.user)
+        self.message_user(request, "The selected keys are revoked.", messages.SUCCESS)

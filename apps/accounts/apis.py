@@ -24,7 +24,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from apps.accounts import selectors, services
-from apps.accounts.models import Plan, Role
+from apps.accounts.models import ApiKey, Plan, Role
 from datamind.lib.api import Pagination, error_responses, paginated_response
 from datamind.lib.permissions import IsOrgAdmin
 
@@ -208,3 +208,95 @@ class MemberListApi(APIView):
         return paginated_response(
             queryset=members, serializer_class=self.OutputSerializer, request=request, view=self
         )
+
+
+class NotWithApiKey(IsOrgAdmin):
+    """Org admins, logged in or with a JWT: a key may not make or revoke keys (it would outlive
+    its own revocation through the keys it made)."""
+
+    def has_permission(self, request, view) -> bool:
+        if isinstance(request.auth, ApiKey):
+            self.message = "API keys are managed by an admin logged in, not with an API key."
+            return False
+        return super().has_permission(request, view)
+
+
+class ApiKeyOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices, help_text="The most the key may do.")
+    prefix = serializers.CharField(help_text="The key's public start, to tell keys apart.")
+    created_by = serializers.EmailField(source="created_by.email", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "ApiKey"
+
+
+class ApiKeyListApi(APIView):
+    """The organisation's API keys; admins make new ones here (the key is in the answer, once)."""
+
+    permission_classes = [NotWithApiKey]
+    pagination_class = Pagination
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
+
+        class Meta:
+            ref_name = "ApiKeyCreate"
+
+    class CreatedSerializer(ApiKeyOutputSerializer):
+        key = serializers.CharField(help_text="Send as `Authorization: Api-Key <key>`. Shown only now.")
+
+        class Meta:
+            ref_name = "ApiKeyCreated"
+
+    @extend_schema(
+        tags=_TAGS,
+        responses={200: ApiKeyOutputSerializer(many=True), **error_responses(401, 403)},
+        summary="List the organisation's API keys",
+    )
+    def get(self, request: Request) -> Response:
+        keys = selectors.api_key_list(org=request.user.org)
+        return paginated_response(
+            queryset=keys, serializer_class=ApiKeyOutputSerializer, request=request, view=self
+        )
+
+    @extend_schema(
+        tags=_TAGS,
+        request=InputSerializer,
+        responses={201: CreatedSerializer, **error_responses(400, 401, 403)},
+        summary="Make an API key",
+        description="The key itself is in this answer only; DataMind keeps just a hash of it.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, key = services.api_key_create(
+            org=request.user.org, actor=request.user, **serializer.validated_data
+        )
+        data = {**ApiKeyOutputSerializer(api_key).data, "key": key}
+        return Response(self.CreatedSerializer(data).data, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyRevokeApi(APIView):
+    """Revoke a key: every request with it is refused from now on."""
+
+    permission_classes = [NotWithApiKey]
+
+    @extend_schema(
+        tags=_TAGS,
+        request=None,
+        responses={200: ApiKeyOutputSerializer, **error_responses(401, 403, 404)},
+        summary="Revoke an API key",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        try:
+            api_key = selectors.api_key_get(org=request.user.org, pk=pk)
+        except ApiKey.DoesNotExist:
+            raise exceptions.NotFound("No such API key in your organisation.")
+        services.api_key_revoke(api_key=api_key, actor=request.user)
+        return Response(ApiKeyOutputSerializer(api_key).data)

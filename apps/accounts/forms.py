@@ -150,6 +150,15 @@ class InviteForm(ServiceForm):
     role = forms.ChoiceField(label="Role", choices=Role.choices, initial=Role.ANALYST)
 
 
+class ApiKeyForm(ServiceForm):
+    name = forms.CharField(
+        label="Name", max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. Nightly export job"})
+    )
+    role = forms.ChoiceField(
+        label="Role", choices=Role.choices, initial=Role.VIEWER, help_text="The most the key may do."
+    )
+
+
 class RoleForm(forms.Form):
     role = forms.ChoiceField(label="Role", choices=Role.choices)
 

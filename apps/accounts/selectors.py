@@ -2,11 +2,12 @@ import zoneinfo
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.tokens import default_token_generator
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.http import urlsafe_base64_decode
 
-from apps.accounts.models import AuditLog, Invitation, Organization, User
+from apps.accounts.models import ApiKey, AuditLog, Invitation, Organization, User
 
 
 def member_list(*, org: Organization) -> QuerySet[User]:
@@ -83,3 +84,16 @@ def audit_action_choices(*, org: Organization) -> list[str]:
     return list(
         AuditLog.objects.filter(org=org).order_by("action").values_list("action", flat=True).distinct()
     )
+
+
+def api_key_list(*, org: Organization) -> QuerySet[ApiKey]:
+    """The org's keys, active first, newest first within each group."""
+    return (
+        ApiKey.objects.filter(org=org)
+        .select_related("created_by")
+        .order_by(models.F("revoked_at").asc(nulls_first=True), "-created_at", "-id")
+    )
+
+
+def api_key_get(*, org: Organization, pk: int) -> ApiKey:
+    return ApiKey.objects.select_related("org").get(org=org, pk=pk)

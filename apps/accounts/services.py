@@ -1,3 +1,6 @@
+import hashlib
+import hmac
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +20,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
-from apps.accounts.models import AuditLog, Invitation, Organization, Role, User
+from apps.accounts.models import ApiKey, AuditLog, Invitation, Organization, Role, User
 
 logger = structlog.get_logger(__name__)
 
@@ -51,6 +54,85 @@ def audit_log_record(
     entry.save()
     logger.info("audit", action=action, target_type=entry.target_type, target_id=entry.target_id)
     return entry
+
+
+# API keys --------------------------------------------------------------------------------------
+
+API_KEY_PREFIX = "dm_"
+# A key's last use is written at most this often, so a busy integration does not write per call.
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+class ApiKeyInvalid(Exception):
+    """The presented key is unknown, revoked, or its creator can no longer act."""
+
+
+def _api_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(*, org: Organization, actor: User, name: str, role: str) -> tuple[ApiKey, str]:
+    """Make a key for the org; returns it and the key itself, which is never shown again."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the key a name that says which integration uses it."})
+    if role not in Role.values:
+        raise ValidationError({"role": "Choose one of: viewer, analyst, admin."})
+    prefix = f"{API_KEY_PREFIX}{secrets.token_hex(4)}"
+    key = f"{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(
+        org=org, name=name[:100], role=role, prefix=prefix, key_hash=_api_key_hash(key), created_by=actor
+    )
+    audit_log_record(
+        action="api_key.created", org=org, actor=actor, target=api_key, metadata={"name": name, "role": role}
+    )
+    return api_key, key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        audit_log_record(
+            action="api_key.revoked",
+            org=api_key.org,
+            actor=actor,
+            target=api_key,
+            metadata={"name": api_key.name},
+        )
+    return api_key
+
+
+def api_key_authenticate(*, key: str) -> tuple[User, ApiKey]:
+    """The user a key acts as (role capped at the key's) and the key; records when it was used."""
+    # "dm_<8 hex>_<secret>": the secret itself may contain "_".
+    prefix = "_".join(key.split("_", 2)[:2])
+    api_key = (
+        ApiKey.objects.select_related("created_by__org", "org")
+        .filter(prefix=prefix, revoked_at__isnull=True)
+        .first()
+    )
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, _api_key_hash(key)):
+        raise ApiKeyInvalid("Invalid or revoked API key.")
+    user = api_key.created_by
+    if user is None or not user.is_active or user.org_id != api_key.org_id:
+        raise ApiKeyInvalid("This API key's creator can no longer act for the organisation; make a new key.")
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > API_KEY_TOUCH_INTERVAL:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    # In memory only: this request acts with at most the key's role. The instance must never be
+    # saved, or the cap would be written to the creator's own account.
+    if Role(api_key.role).rank < Role(user.role).rank:
+        user.role = api_key.role
+    user.save = _refuse_to_save  # type: ignore[method-assign]
+    return user, api_key
+
+
+def _refuse_to_save(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("A user acting through an API key is not saved: its role is capped for this request.")
 
 
 # Organisations and sign-up -----------------------------------------------------------------

@@ -27,6 +27,8 @@ urlpatterns = [
     path("settings/members/<int:pk>/deactivate/", views.member_deactivate, name="member-deactivate"),
     path("settings/members/<int:pk>/reactivate/", views.member_reactivate, name="member-reactivate"),
     path("settings/invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation-revoke"),
+    path("settings/api-keys/", views.api_key_list, name="api-key-list"),
+    path("settings/api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),
     path("audit/", views.audit_log, name="audit-log"),
 ]
 
@@ -36,4 +38,6 @@ api_urlpatterns = [
     path("auth/logout/", apis.LogoutApi.as_view(), name="logout"),
     path("me/", apis.MeApi.as_view(), name="me"),
     path("members/", apis.MemberListApi.as_view(), name="member-list"),
+    path("api-keys/", apis.ApiKeyListApi.as_view(), name="api-key-list"),
+    path("api-keys/<int:pk>/revoke/", apis.ApiKeyRevokeApi.as_view(), name="api-key-revoke"),
 ]

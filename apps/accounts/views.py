@@ -19,6 +19,7 @@ from django_ratelimit.decorators import ratelimit
 
 from apps.accounts import selectors, services
 from apps.accounts.forms import (
+    ApiKeyForm,
     AuditFilterForm,
     InvitationAcceptForm,
     InviteForm,
@@ -29,7 +30,7 @@ from apps.accounts.forms import (
     RoleForm,
     SignupForm,
 )
-from apps.accounts.models import Invitation, Role, User
+from apps.accounts.models import ApiKey, Invitation, Role, User
 from datamind.lib.htmx import render_page_or_partial
 from datamind.lib.permissions import ROLE_DENIED_MESSAGE, role_required
 from datamind.lib.types import AuthenticatedRequest
@@ -407,6 +408,56 @@ def invitation_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     services.invitation_revoke(invitation=invitation, actor=request.user)
     messages.success(request, f"The invitation to {invitation.email} was revoked; its link no longer works.")
     return _member_changed(request)
+
+
+# API keys --------------------------------------------------------------------------------------
+
+
+def _api_keys_page(
+    request: AuthenticatedRequest, *, form: ApiKeyForm | None = None, new_key: str = "", status: int = 200
+) -> HttpResponse:
+    """The API keys page, or its `api-keys` fragment for htmx. `new_key` is shown this once only."""
+    context = {
+        "api_keys": selectors.api_key_list(org=request.user.org),
+        "form": form or ApiKeyForm(),
+        "new_key": new_key,
+    }
+    return render_page_or_partial(
+        request, "accounts/api_keys.html", context, partial="api-keys", status=status
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.ADMIN)
+def api_key_list(request: AuthenticatedRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _api_keys_page(request)
+    form = ApiKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            _api_key, key = services.api_key_create(
+                org=request.user.org, actor=request.user, **form.cleaned_data
+            )
+        except ValidationError as error:
+            form.add_service_error(error)
+        else:
+            # Rendered, not redirected: the key must not travel through a URL or the session.
+            return _api_keys_page(request, new_key=key)
+    return _api_keys_page(request, form=form, status=INVALID)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def api_key_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    try:
+        api_key = selectors.api_key_get(org=request.user.org, pk=pk)
+    except ApiKey.DoesNotExist:
+        raise Http404("No such API key in your organisation.")
+    services.api_key_revoke(api_key=api_key, actor=request.user)
+    messages.success(request, f"The key “{api_key.name}” was revoked; requests with it are refused.")
+    if request.htmx:
+        return _api_keys_page(request)
+    return redirect("accounts:api-key-list")
 
 
 # Audit log -------------------------------------------------------------------------------------

@@ -239,5 +239,7 @@ def notification_list(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 @role_required(Role.VIEWER)
 def notification_read(request: AuthenticatedRequest, pk: int | None = None) -> HttpResponse:
+    if pk is not None and not selectors.notification_list(user=request.user).filter(pk=pk).exists():
+        raise Http404("No such notification.")
     notification_mark_read(user=request.user, pk=pk)
     return redirect(reverse("alerts:notifications"))

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django_ratelimit.exceptions import Ratelimited
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
@@ -49,6 +50,19 @@ class JWTScheme(SimpleJWTScheme):
     """The schema describes our JWT authentication as the simplejwt one it extends."""
 
     target_class = "datamind.lib.authentication.JWTAuthentication"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "datamind.lib.authentication.ApiKeyAuthentication"
+    name = "apiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "An organisation admin's API key (Settings, API keys), sent as `Api-Key <key>`.",
+        }
 
 
 # Errors ---------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ def role_required(minimum: Role) -> Callable:
                 raise PermissionDenied(ROLE_DENIED_MESSAGE[minimum])
             return view(request, *args, **kwargs)
 
+        # Read by the isolation matrix (datamind/tests/test_isolation_matrix.py); functools.wraps
+        # in outer decorators copies it up to the view the URL resolver holds.
+        wrapped.minimum_role = minimum  # type: ignore[attr-defined]
         return wrapped
 
     return decorator

@@ -99,3 +99,32 @@ def test_the_embedded_default_needs_nothing_but_a_folder(tmp_path: Path):
     assert described.stdout.split() == ["sqlite", str(var / "datamind.sqlite3"), "True", "filesystem://"]
     # The generated secret is kept, so sessions survive a restart, and only its owner reads it.
     assert (var / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_production_cookies_are_secure_http_only_and_same_site(production: dict[str, str]):
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s;"
+        "print(s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SESSION_COOKIE_SAMESITE,"
+        " s.CSRF_COOKIE_SECURE, s.CSRF_COOKIE_HTTPONLY, s.CSRF_COOKIE_SAMESITE, s.SECURE_SSL_REDIRECT,"
+        " s.CONTENT_SECURITY_POLICY['DIRECTIVES']['frame-ancestors'])",
+        env=production,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "Lax", "True", "True", "Lax", "True", "[\"'none'\"]"]
+
+
+def test_web_processes_pool_their_connections_and_others_open_one_per_use(production: dict[str, str]):
+    describe = "from django.db import connection as c; print(c.settings_dict['CONN_MAX_AGE'], bool(c.pool))"
+
+    pooled = manage(
+        "shell", "--no-imports", "-c", describe, env={**production, "DATABASE_POOL_MAX_SIZE": "8"}
+    )
+    unpooled = manage("shell", "--no-imports", "-c", describe, env=production)
+
+    assert pooled.returncode == 0, pooled.stderr
+    assert pooled.stdout.split() == ["0", "True"]
+    assert unpooled.stdout.split() == ["0", "False"]

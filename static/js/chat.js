@@ -27,6 +27,15 @@
     if (box.value.trim()) box.form.requestSubmit();
   });
 
+  // A suggested question fills the box, ready to send or edit.
+  document.addEventListener("click", function (event) {
+    var suggestion = event.target.closest("[data-suggestion]");
+    var box = document.getElementById("question");
+    if (!suggestion || !box) return;
+    box.value = suggestion.textContent;
+    box.focus();
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) return;

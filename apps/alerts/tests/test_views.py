@@ -192,6 +192,6 @@ def test_the_bell_counts_unread_and_the_page_marks_them_read(client, personas):
 def test_a_notification_of_someone_else_cannot_be_marked_read(client, personas):
     [notification] = notify_users([personas.admin], title="Hello")
     client.force_login(personas.analyst)
-    client.post(reverse("alerts:notification-read", args=[notification.pk]))
+    assert client.post(reverse("alerts:notification-read", args=[notification.pk])).status_code == 404
     notification.refresh_from_db()
     assert notification.read_at is None
