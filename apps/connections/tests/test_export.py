@@ -192,6 +192,9 @@ def test_closing_a_download_before_reading_it_releases_the_database(warehouse, p
     assert sessions() == 0
 
 
+# Closing a response sends request_finished, which tidies the database connection of the thread
+# sync_to_async runs in; an earlier test may have left one open there, so the test may touch it.
+@pytest.mark.django_db
 async def test_a_download_streams_to_an_asgi_server_chunk_by_chunk_and_closes():
     closed: list[bool] = []
     download = ExportDownload(
