@@ -288,7 +288,7 @@ SLEEP_PAST_TIMEOUT = {
     "postgres": "SELECT pg_sleep(5)",
     "mysql": "SELECT SLEEP(5)",
     "sqlite": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
-    "duckdb": "SELECT count(*) FROM range(10000000000)",
+    "duckdb": "SELECT count(*) FROM range(1000000000000)",
 }
 
 

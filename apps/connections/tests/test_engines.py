@@ -337,7 +337,7 @@ RUNAWAY = [
     pytest.param("mysql", "SELECT count(*) FROM Track AS a, Track AS b, Track AS c", id="mysql-cross-join"),
     pytest.param("sqlite", RECURSIVE_CTE, id="sqlite-recursive"),
     pytest.param("sqlite", "SELECT count(*) FROM Track AS a, Track AS b, Track AS c", id="sqlite-cross-join"),
-    pytest.param("duckdb", "SELECT count(*) FROM range(10000000000)", id="duckdb-range"),
+    pytest.param("duckdb", "SELECT count(*) FROM range(1000000000000)", id="duckdb-range"),
     pytest.param("duckdb", RECURSIVE_CTE, id="duckdb-recursive"),
 ]
 
@@ -390,7 +390,7 @@ CANCELLABLE = {
     "postgresql": "SELECT pg_sleep(30)",
     "mysql": "SELECT SLEEP(30)",
     "sqlite": RECURSIVE_CTE,
-    "duckdb": "SELECT count(*) FROM range(10000000000)",
+    "duckdb": "SELECT count(*) FROM range(1000000000000)",
 }
 
 
