@@ -2,6 +2,7 @@
 
     python bench/dashboard.py            # about two minutes
     python bench/dashboard.py --quick    # fewer rounds, for a smoke run
+    python bench/dashboard.py --pool 0   # a new Postgres connection per request
 
 What a viewer waits for is the page plus one request per widget (htmx loads each on its own).
 Measured over loopback against one daphne process, as `make run` serves it, on a scratch Postgres
@@ -163,7 +164,7 @@ def world_create(viewers: int) -> World:
 
 
 @contextlib.contextmanager
-def scratch(tmp: Path, viewers: int) -> Iterator[tuple[dict[str, str], World]]:
+def scratch(tmp: Path, viewers: int, pool: int) -> Iterator[tuple[dict[str, str], World]]:
     """A scratch Postgres database, Redis db and warehouse folder; Django set up on them here."""
     import environ
     import psycopg
@@ -189,8 +190,11 @@ def scratch(tmp: Path, viewers: int) -> Iterator[tuple[dict[str, str], World]]:
         # manifest. DEBUG adds only Django's per-query bookkeeping (five queries a request here).
         "DEBUG": "true",
         # Under daphne every request runs its sync view in a thread of its own, so persistent
-        # connections are never reused and 20 viewers would hold Postgres's 100 slots open.
+        # connections are never reused (the settings force CONN_MAX_AGE=0); web processes take
+        # their connections from a pool instead, 8 as deploy/docker-compose.yml gives them
+        # (--pool 0: a new connection per request, as `make run` without the variable).
         "DATABASE_CONN_MAX_AGE": "0",
+        "DATABASE_POOL_MAX_SIZE": str(pool),
         "CONNECTIONS_FILE_ROOT": str(tmp / "warehouses"),
         "DATAMIND_VAR_DIR": str(tmp / "var"),
         "LOG_LEVEL": "WARNING",
@@ -357,20 +361,26 @@ def _timed(work: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def main(rounds: int) -> None:
+def main(rounds: int, pool: int) -> None:
     with tempfile.TemporaryDirectory(prefix="datamind-bench-dashboard-") as folder:
         tmp = Path(folder)
         started = time.perf_counter()
-        with scratch(tmp, VIEWERS) as (environment, world):
+        with scratch(tmp, VIEWERS, pool) as (environment, world):
             print(f"world ready in {time.perf_counter() - started:.0f} s: 12 widgets, {VIEWERS} viewers")
             with daphne(environment, tmp / "daphne.log") as base:
                 lines = bench_http(base, world, rounds)
             lines += bench_images(world, max(3, rounds // 4))
-    print(f"\nDashboards: one daphne process, loopback, {os.cpu_count()} CPUs, {rounds} warm rounds\n")
+    connections = f"a pool of {pool} Postgres connections" if pool else "a Postgres connection per request"
+    print(
+        f"\nDashboards: one daphne process, {connections}, loopback, {os.cpu_count()} CPUs, "
+        f"{rounds} warm rounds\n"
+    )
     table_print(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
-    main(5 if parser.parse_args().quick else 20)
+    parser.add_argument("--pool", type=int, default=8, help="Postgres connections in daphne's pool (0: none)")
+    arguments = parser.parse_args()
+    main(5 if arguments.quick else 20, arguments.pool)
