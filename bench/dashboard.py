@@ -1,10 +1,15 @@
 """Dashboards, measured: a dashboard of 12 widgets on the demo warehouse, served by daphne.
 
-    python bench/dashboard.py            # about two minutes
-    python bench/dashboard.py --quick    # fewer rounds, for a smoke run
+    python -P bench/dashboard.py              # about two minutes
+    python -P bench/dashboard.py --quick      # fewer rounds, for a smoke run
+    python -P bench/dashboard.py --workers 4  # uvicorn with 4 worker processes, as deploy/ serves it
+    python -P bench/dashboard.py --pool 0     # a new Postgres connection per request
+
+(-P: bench/http.py would otherwise shadow the standard library's http package.)
 
 What a viewer waits for is the page plus one request per widget (htmx loads each on its own).
-Measured over loopback against one daphne process, as `make run` serves it, on a scratch Postgres
+Measured over loopback against one daphne process, as `make run` serves it (or uvicorn with worker
+processes, as deploy/ serves it), each with a pool of Postgres connections, on a scratch Postgres
 database and Redis db that this script creates and always removes:
 - cold: the result cache empty, every widget's query runs on DuckDB;
 - warm: the same requests again, results from the cache (p50/p95 over the rounds);
@@ -163,7 +168,7 @@ def world_create(viewers: int) -> World:
 
 
 @contextlib.contextmanager
-def scratch(tmp: Path, viewers: int) -> Iterator[tuple[dict[str, str], World]]:
+def scratch(tmp: Path, viewers: int, pool: int) -> Iterator[tuple[dict[str, str], World]]:
     """A scratch Postgres database, Redis db and warehouse folder; Django set up on them here."""
     import environ
     import psycopg
@@ -189,8 +194,11 @@ def scratch(tmp: Path, viewers: int) -> Iterator[tuple[dict[str, str], World]]:
         # manifest. DEBUG adds only Django's per-query bookkeeping (five queries a request here).
         "DEBUG": "true",
         # Under daphne every request runs its sync view in a thread of its own, so persistent
-        # connections are never reused and 20 viewers would hold Postgres's 100 slots open.
+        # connections are never reused (the settings force CONN_MAX_AGE=0); web processes take
+        # their connections from a pool instead, 8 as deploy/docker-compose.yml gives them
+        # (--pool 0: a new connection per request, as `make run` without the variable).
         "DATABASE_CONN_MAX_AGE": "0",
+        "DATABASE_POOL_MAX_SIZE": str(pool),
         "CONNECTIONS_FILE_ROOT": str(tmp / "warehouses"),
         "DATAMIND_VAR_DIR": str(tmp / "var"),
         "LOG_LEVEL": "WARNING",
@@ -220,11 +228,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def daphne(environment: dict[str, str], log: Path) -> Iterator[str]:
+def server(environment: dict[str, str], log: Path, workers: int) -> Iterator[str]:
+    """daphne, one process (`make run`), or with `workers` uvicorn and its worker processes (deploy/)."""
     port = free_port()
+    if workers:
+        command = ["uvicorn", "datamind.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", str(workers), "--no-access-log"]  # fmt: skip
+    else:
+        command = ["daphne", "-b", "127.0.0.1", "-p", str(port), "datamind.asgi:application"]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "datamind.asgi:application"],
+            [sys.executable, "-m", *command],
             cwd=ROOT, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -236,12 +250,12 @@ def daphne(environment: dict[str, str], log: Path) -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"daphne did not start: {log.read_text()[-500:]}") from None
+                    raise RuntimeError(f"{command[0]} did not start: {log.read_text()[-500:]}") from None
                 time.sleep(0.2)
         yield url
     except BaseException:
         errors = [line for line in log.read_text(errors="replace").splitlines() if "Error" in line]
-        print("\n".join(dict.fromkeys(errors)) or "daphne logged no error", file=sys.stderr)
+        print("\n".join(dict.fromkeys(errors)) or f"{command[0]} logged no error", file=sys.stderr)
         raise
     finally:
         process.terminate()
@@ -357,20 +371,27 @@ def _timed(work: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def main(rounds: int) -> None:
+def main(rounds: int, pool: int, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="datamind-bench-dashboard-") as folder:
         tmp = Path(folder)
         started = time.perf_counter()
-        with scratch(tmp, VIEWERS) as (environment, world):
+        with scratch(tmp, VIEWERS, pool) as (environment, world):
             print(f"world ready in {time.perf_counter() - started:.0f} s: 12 widgets, {VIEWERS} viewers")
-            with daphne(environment, tmp / "daphne.log") as base:
+            with server(environment, tmp / "server.log", workers) as base:
                 lines = bench_http(base, world, rounds)
             lines += bench_images(world, max(3, rounds // 4))
-    print(f"\nDashboards: one daphne process, loopback, {os.cpu_count()} CPUs, {rounds} warm rounds\n")
+    served = f"uvicorn with {workers} worker processes" if workers else "one daphne process"
+    connections = f"a pool of {pool} Postgres connections per process" if pool else "no connection pool"
+    print(f"\nDashboards: {served}, {connections}, loopback, {os.cpu_count()} CPUs, {rounds} warm rounds\n")
     table_print(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
-    main(5 if parser.parse_args().quick else 20)
+    parser.add_argument(
+        "--pool", type=int, default=8, help="Postgres connections in each process's pool (0: none)"
+    )
+    parser.add_argument("--workers", type=int, default=0, help="serve with uvicorn and this many workers")
+    arguments = parser.parse_args()
+    main(5 if arguments.quick else 20, arguments.pool, arguments.workers)

@@ -20,6 +20,7 @@ must stop a write.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -56,9 +57,28 @@ def validate_readonly(sql: str | bytes, dialect: str, *, row_cap: int | None = N
     With `row_cap`, the query is wrapped as `SELECT * FROM (<query>) AS _q LIMIT <row_cap + 1>`,
     so a caller that receives more than `row_cap` rows knows the result was truncated.
     """
-    policy = _policy_for(dialect)
     if row_cap is not None and row_cap < 0:
         raise ValueError("row_cap must be zero or more.")
+    if isinstance(sql, str) and len(sql) <= _MEMO_MAX_CHARS:
+        return _validate_memo(sql, dialect, row_cap)
+    return _validate(sql, dialect, row_cap)
+
+
+# The verdict depends only on the text, the dialect and the cap (the policies are constants), so a
+# statement checked once need not be parsed again: a dashboard's widgets send the same few
+# statements on every view, and the parse is most of a warm widget's CPU. Refusals raise, and
+# lru_cache keeps no exception, so they are checked (and audited by the caller) every time. Only
+# short texts are kept, which bounds the memory to a few megabytes.
+_MEMO_MAX_CHARS = 8 * 1024
+
+
+@functools.lru_cache(maxsize=512)
+def _validate_memo(sql: str, dialect: str, row_cap: int | None) -> str:
+    return _validate(sql, dialect, row_cap)
+
+
+def _validate(sql: str | bytes, dialect: str, row_cap: int | None) -> str:
+    policy = _policy_for(dialect)
     text = _checked_text(sql)
     query = _parse_single(text, policy)
     needs_round_trip = _inspect(query, policy)

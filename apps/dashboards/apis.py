@@ -44,7 +44,7 @@ class DashboardApi(APIView):
 
     def get_dashboard(self, pk: int, *, edit: bool = False) -> Dashboard:
         try:
-            dashboard = selectors.dashboard_get(org=self.request.user.org, user=self.request.user, pk=pk)
+            dashboard = selectors.dashboard_get(org=self.request.user.org_id, user=self.request.user, pk=pk)
         except Dashboard.DoesNotExist:
             raise exceptions.NotFound()
         if edit and not selectors.can_edit(user=self.request.user, dashboard=dashboard):
@@ -53,7 +53,7 @@ class DashboardApi(APIView):
 
     def get_widget(self, pk: int, *, dashboard: Dashboard | None = None) -> Widget:
         try:
-            widget = selectors.widget_get(org=self.request.user.org, user=self.request.user, pk=pk)
+            widget = selectors.widget_get(org=self.request.user.org_id, user=self.request.user, pk=pk)
         except Widget.DoesNotExist:
             raise exceptions.NotFound()
         if dashboard is not None and widget.dashboard_id != dashboard.pk:

@@ -4,8 +4,12 @@ from apps.accounts.models import Organization, Role, User
 from apps.chat.models import ChatMessage, MessageRole
 from apps.dashboards.models import Dashboard, Subscription, Visibility, Widget
 
+# `org` may be an organisation or its id: the views pass the session user's `org_id`, so a
+# request that needs nothing else of the org does not load it.
+OrgOrId = Organization | int
 
-def _visible(org: Organization, user: User) -> Q:
+
+def _visible(org: OrgOrId, user: User) -> Q:
     return Q(org=org) & (Q(owner=user) | Q(visibility=Visibility.ORG))
 
 
@@ -19,7 +23,7 @@ def dashboard_list(*, org: Organization, user: User) -> QuerySet[Dashboard]:
     )
 
 
-def dashboard_get(*, org: Organization, user: User, pk: int) -> Dashboard:
+def dashboard_get(*, org: OrgOrId, user: User, pk: int) -> Dashboard:
     """A dashboard `user` may open; another org's, or a colleague's private one, is not found."""
     return Dashboard.objects.select_related("org", "owner").get(_visible(org, user), pk=pk)
 
@@ -28,7 +32,7 @@ def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
     return dashboard.widgets.select_related("connection").order_by("position", "id")
 
 
-def widget_get(*, org: Organization, user: User, pk: int) -> Widget:
+def widget_get(*, org: OrgOrId, user: User, pk: int) -> Widget:
     """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
     only by the rarer paths that need it: exports, audit entries)."""
     return Widget.objects.select_related("dashboard", "connection").get(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import uuid
 from collections import Counter
 from contextlib import closing, suppress
 from pathlib import Path
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
+from apps.connections import safety
 from apps.connections.safety import MAX_SQL_BYTES, SUPPORTED_DIALECTS, UnsafeSQLError, validate_readonly
 from datamind.lib.exceptions import DataMindError
 
@@ -443,3 +445,25 @@ def test_any_text_is_either_accepted_or_refused_with_unsafe_sql_error(dialect: s
 def test_any_bytes_are_either_accepted_or_refused_with_unsafe_sql_error(dialect: str, raw: bytes) -> None:
     with suppress(UnsafeSQLError):
         validate_readonly(raw, dialect)
+
+
+def test_a_statement_checked_again_is_not_parsed_again_but_a_refusal_is_checked_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    parse = safety._parse_single
+    monkeypatch.setattr(
+        safety, "_parse_single", lambda text, policy: parsed.append(text) or parse(text, policy)
+    )
+    marker = uuid.uuid4().hex  # a statement no earlier test has checked
+    accepted = f"SELECT '{marker}' AS marker"
+    first = validate_readonly(accepted, "duckdb", row_cap=10)
+    assert validate_readonly(accepted, "duckdb", row_cap=10) == first
+    assert validate_readonly(accepted, "duckdb", row_cap=20) != first  # the cap is part of the verdict
+    assert len(parsed) == 2
+
+    refused = f"DELETE FROM t WHERE marker = '{marker}'"
+    for _ in range(2):
+        with pytest.raises(UnsafeSQLError):
+            validate_readonly(refused, "duckdb")
+    assert len(parsed) == 4

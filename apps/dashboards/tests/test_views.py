@@ -68,12 +68,12 @@ def test_the_dashboards_list_costs_the_same_queries_for_many_dashboards(
         client.get(reverse("dashboards:index"))
 
 
-def test_a_warm_widget_fragment_costs_four_queries(as_analyst, widget, django_assert_num_queries):
+def test_a_warm_widget_fragment_costs_three_queries(as_analyst, widget, django_assert_num_queries):
     url = _widget_url("widget-fragment", widget)
     as_analyst.get(url)  # runs the query and remembers it on the widget
 
-    # session, user, the user's org, the widget (with its dashboard and connection)
-    with django_assert_num_queries(4):
+    # session, user, the widget (with its dashboard and connection), scoped by the user's org id
+    with django_assert_num_queries(3):
         assert as_analyst.get(url).status_code == 200
 
 

@@ -15,7 +15,7 @@ INVALID = 422
 
 def dashboard_or_404(request: AuthenticatedRequest, pk: int, *, edit: bool = False) -> Dashboard:
     try:
-        dashboard = selectors.dashboard_get(org=request.user.org, user=request.user, pk=pk)
+        dashboard = selectors.dashboard_get(org=request.user.org_id, user=request.user, pk=pk)
     except Dashboard.DoesNotExist:
         raise Http404("No such dashboard.")
     if edit and not selectors.can_edit(user=request.user, dashboard=dashboard):
@@ -25,7 +25,7 @@ def dashboard_or_404(request: AuthenticatedRequest, pk: int, *, edit: bool = Fal
 
 def widget_or_404(request: AuthenticatedRequest, pk: int, *, edit: bool = False) -> Widget:
     try:
-        widget = selectors.widget_get(org=request.user.org, user=request.user, pk=pk)
+        widget = selectors.widget_get(org=request.user.org_id, user=request.user, pk=pk)
     except Widget.DoesNotExist:
         raise Http404("No such widget.")
     if edit and not selectors.can_edit(user=request.user, dashboard=widget.dashboard):
