@@ -53,7 +53,7 @@ browser:
 		fi; \
 	fi
 
-# nginx (its configuration in deploy/ is checked with `nginx -t`) and wrk (bench/http.py), from Debian.
+# nginx (its configuration in deploy/ is checked with `nginx -t`) and wrk (bench/http_load.py), from Debian.
 tools:
 	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \

@@ -1,11 +1,9 @@
 """Dashboards, measured: a dashboard of 12 widgets on the demo warehouse, served by daphne.
 
-    python -P bench/dashboard.py              # about two minutes
-    python -P bench/dashboard.py --quick      # fewer rounds, for a smoke run
-    python -P bench/dashboard.py --workers 4  # uvicorn with 4 worker processes, as deploy/ serves it
-    python -P bench/dashboard.py --pool 0     # a new Postgres connection per request
-
-(-P: bench/http.py would otherwise shadow the standard library's http package.)
+    .venv/bin/python bench/dashboard.py              # about two minutes
+    .venv/bin/python bench/dashboard.py --quick      # fewer rounds, for a smoke run
+    .venv/bin/python bench/dashboard.py --workers 4  # uvicorn with 4 worker processes, as deploy/ serves it
+    .venv/bin/python bench/dashboard.py --pool 0     # a new Postgres connection per request
 
 What a viewer waits for is the page plus one request per widget (htmx loads each on its own).
 Measured over loopback against one daphne process, as `make run` serves it (or uvicorn with worker

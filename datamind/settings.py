@@ -128,7 +128,7 @@ else:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     # Under ASGI, Django runs each request's sync code on a new thread, and a persistent connection
     # (CONN_MAX_AGE > 0) stays with a thread that is gone: under load they pile up until Postgres
-    # refuses clients (bench/http.py hit "too many clients" with 20 users). A pool per process
+    # refuses clients (bench/http_load.py hit "too many clients" with 20 users). A pool per process
     # (psycopg_pool, Django 5.1+) reuses connections safely instead, for web processes: set
     # DATABASE_POOL_MAX_SIZE there (deploy/docker-compose.yml does). Not in Celery: a pool's threads
     # do not survive the fork into prefork children, so workers open a connection per task.

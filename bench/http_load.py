@@ -1,7 +1,7 @@
 """Pages and API under load on loopback: one server process against the production layout.
 
-    .venv/bin/python bench/http.py            # about three minutes
-    .venv/bin/python bench/http.py --quick    # shorter runs, for a smoke test
+    .venv/bin/python bench/http_load.py            # about three minutes
+    .venv/bin/python bench/http_load.py --quick    # shorter runs, for a smoke test
 
 DataMind runs in production mode (DEBUG off, collected static files, Postgres, Redis) on a scratch
 database and Redis db set up here and always removed (the same world as bench/chat.py: an org, its
@@ -210,7 +210,7 @@ def main(seconds: int, workers: int) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk; `make bench` installs it as root).")
     print(
-        f"bench/http.py on {platform.node()}: {os.cpu_count()} cores, {USERS} connections, "
+        f"bench/http_load.py on {platform.node()}: {os.cpu_count()} cores, {USERS} connections, "
         f"{seconds} s per run"
     )
     with tempfile.TemporaryDirectory(prefix="datamind-bench-http-") as folder:
