@@ -34,7 +34,7 @@ PUSH_TIMEOUT_MS = 20_000
 TRACK_SOCKETS = """
 window.openSockets = [];
 window.socketEvents = [];
-for (const kind of ["wsOpen", "wsClose", "wsError"]) {
+for (const kind of ["wsOpen", "wsClose", "wsError", "wsAfterMessage"]) {
   document.addEventListener("htmx:" + kind, (event) => {
     const path = event.target.closest("[ws-connect]").getAttribute("ws-connect");
     if (kind === "wsOpen") window.openSockets.push(path);
@@ -108,16 +108,27 @@ def _sockets_reported(page: Page):
         raise AssertionError(f"{error}\nThe page's WebSockets:\n{history}") from None
 
 
-def _page_on(browser: Browser, server: str, email: str, path: str) -> Page:
-    page = browser.new_context().new_page()
-    page.add_init_script(TRACK_SOCKETS)
-    _log_in(page, server, email)
-    page.goto(f"{server}{path}")
-    return page
+@pytest.fixture
+def page_on(browser: Browser):
+    """`page_on(server, email, path)`: a page of its own (own cookies) logged in on that server.
+    The contexts close before the servers stop, so no socket holds a server open."""
+    contexts = []
+
+    def open_page(server: str, email: str, path: str) -> Page:
+        contexts.append(context := browser.new_context())
+        page = context.new_page()
+        page.add_init_script(TRACK_SOCKETS)
+        _log_in(page, server, email)
+        page.goto(f"{server}{path}")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 def test_pushes_reach_a_page_on_web_2_from_the_worker_and_from_web_1(
-    setup, personas, asgi_servers, celery_processes, browser: Browser, tmp_path
+    setup, personas, asgi_servers, celery_processes, page_on, tmp_path
 ):
     root, dashboard, widget, alert = setup
     # The worker and beat boot while the web processes start and the pages load.
@@ -127,7 +138,7 @@ def test_pushes_reach_a_page_on_web_2_from_the_worker_and_from_web_1(
     assert web_1 != web_2
 
     path = f"/dashboards/{dashboard.pk}/"
-    viewer = _page_on(browser, web_2, personas.viewer.email, path)
+    viewer = page_on(web_2, personas.viewer.email, path)
     value = viewer.locator(f"#widget-body-{widget.pk} .kpi-value")
     expect(value).to_have_text("100", timeout=PUSH_TIMEOUT_MS)
     viewer.wait_for_function(
@@ -145,7 +156,7 @@ def test_pushes_reach_a_page_on_web_2_from_the_worker_and_from_web_1(
     assert celery_processes.worker.poll() is None and celery_processes.beat.poll() is None
 
     # (b) The sales change; an analyst on web 1 presses Refresh all; web 2's page shows the new sum.
-    analyst = _page_on(browser, web_1, personas.analyst.email, path)
+    analyst = page_on(web_1, personas.analyst.email, path)
     expect(analyst.locator(f"#widget-body-{widget.pk} .kpi-value")).to_have_text("100")
     _write_sales(root, 100, 150)
     analyst.get_by_role("button", name="Refresh all").click()
