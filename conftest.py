@@ -86,47 +86,33 @@ def fake_llm(monkeypatch, settings):
 
 
 @pytest.fixture
-def asgi_live_server(transactional_db, settings):
+def asgi_servers(transactional_db):
+    """Starts daphne processes on the test database: `asgi_servers.start()` returns a base URL."""
+    from datamind.lib.testing import AsgiServers
+
+    servers = AsgiServers()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def asgi_live_server(asgi_servers) -> str:
     """A real daphne process (HTTP and WebSockets) on the test database, for browser tests."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    return asgi_servers.start()
 
-    from django.db import connection
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    db = connection.settings_dict
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "datamind.test_settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        f"/{db['NAME']}",
-        "CONNECTIONS_FILE_ROOT": str(settings.CONNECTIONS_FILE_ROOT),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    }
-    process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own interpreter
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "datamind.asgi:application"],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health/", timeout=1)  # noqa: S310 - our own loopback server
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                output = process.stderr.read().decode()[-2000:]
-                raise RuntimeError(f"daphne did not start: {output}") from None
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+@pytest.fixture
+def celery_processes(transactional_db, settings):
+    """A Celery worker and beat to start with `.start_worker()` / `.start_beat()`, on the test
+    database and Redis; everything queued before the test is purged."""
+    import redis
+
+    from datamind.lib.testing import CeleryProcesses
+
+    # Messages (and unacknowledged ones) left by an earlier test must not reach this worker.
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    broker.flushdb()
+    processes = CeleryProcesses()
+    yield processes
+    processes.stop()
+    broker.flushdb()

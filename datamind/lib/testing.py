@@ -16,3 +16,140 @@ class Personas:
     viewer: User
     other_org: Organization
     outsider: User
+
+
+# Subprocesses of a test (daphne, Celery): they share the test database, Redis and warehouse folder.
+# Imports stay inside the functions: this module is imported by conftest before Django is set up.
+
+VISIBILITY_TIMEOUT_S = 2
+
+
+def subprocess_environment(**extra: str) -> dict[str, str]:
+    """The environment of a server or worker started by a test: the pytest test database (not
+    the development one), the test run's Redis (cache, channel layer and broker) and the
+    warehouse folder the test set up. Read when the process starts, after the test's fixtures."""
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "datamind.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        f"/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CONNECTIONS_FILE_ROOT": str(settings.CONNECTIONS_FILE_ROOT),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        **extra,
+    }
+
+
+def wait_for(condition, *, timeout: float = 30, message: str = "") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message or "timed out")
+        time.sleep(0.1)
+
+
+def stop_processes(*processes) -> None:
+    """Terminate each process still running (then kill it if it lingers)."""
+    import subprocess
+
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+class AsgiServers:
+    """Real daphne processes (HTTP and WebSockets) on loopback; `.start()` returns a base URL."""
+
+    def __init__(self) -> None:
+        self.processes: list = []
+
+    def start(self) -> str:
+        import socket
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own interpreter
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "datamind.asgi:application"],
+            env=subprocess_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health/", timeout=1)  # noqa: S310 - our own loopback server
+                return url
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    output = process.stderr.read().decode()[-2000:]
+                    raise RuntimeError(f"daphne did not start: {output}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        stop_processes(*self.processes)
+
+
+class CeleryProcesses:
+    """A real Celery worker (and optionally beat) on the test database and Redis."""
+
+    def __init__(self) -> None:
+        self.worker = None
+        self.beat = None
+
+    def _start(self, *arguments: str):
+        import subprocess
+        import sys
+
+        environment = subprocess_environment(
+            CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S), ALERTS_RETRY_BACKOFF_S="0.3"
+        )
+        return subprocess.Popen(  # noqa: S603 - fixed arguments, our own interpreter
+            [sys.executable, "-m", "celery", "-A", "datamind", *arguments, "--loglevel=WARNING"],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start_worker(self) -> None:
+        # One process (solo pool), so a SIGKILL takes the task down with the worker, as a crash would.
+        self.worker = self._start(
+            "worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip"
+        )
+
+    def kill_worker(self) -> None:
+        import signal
+        import time
+
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait(timeout=10)
+        # A starting worker hands back unacknowledged messages older than the visibility timeout
+        # (later, only every 100 s): past it, the killed task is handed out again at once.
+        time.sleep(VISIBILITY_TIMEOUT_S + 0.5)
+
+    def start_beat(self, schedule_file: str) -> None:
+        self.beat = self._start("beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+                                "--schedule", schedule_file, "--max-interval", "1")  # fmt: skip
+
+    def stop(self) -> None:
+        stop_processes(self.beat, self.worker)

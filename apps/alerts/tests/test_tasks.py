@@ -10,9 +10,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from apps.alerts.models import Alert, AlertDelivery, AlertEvent, DeliveryStatus, EventState, Notification
 from apps.alerts.services.channels.webhook import signature
 from apps.alerts.tasks import alert_evaluate_task
-from apps.alerts.tests.conftest import wait_for
 from apps.alerts.tests.factories import AlertFactory
 from datamind.lib.crypto import encrypt
+from datamind.lib.testing import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
