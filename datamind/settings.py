@@ -148,10 +148,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
-        # redis-py's default 5 s read timeout equals channels_redis's idle wait, which closed idle
-        # sockets with 1011; a longer timeout lets a quiet channel wait.
+        # Redis pub/sub: every web process subscribes to the groups its sockets joined. The list-based
+        # RedisChannelLayer lost about one push in twenty across processes in the multi-process test
+        # (both sockets open, the message never delivered); pushes are fire-and-forget, so
+        # pub/sub's "no subscriber, no message" is what we want anyway. The longer socket timeout
+        # keeps redis-py from closing a quiet connection.
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }

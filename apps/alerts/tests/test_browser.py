@@ -45,7 +45,8 @@ def _log_in(page: Page, server: str, email: str) -> None:
 def test_an_analyst_tests_creates_and_checks_an_alert_and_a_colleague_sees_the_toast(
     analyst, personas, asgi_live_server, page: Page, browser
 ):
-    colleague = browser.new_context().new_page()
+    colleague_context = browser.new_context()
+    colleague = colleague_context.new_page()
     _log_in(colleague, asgi_live_server, personas.viewer.email)
     colleague.goto(f"{asgi_live_server}/alerts/")
 
@@ -75,3 +76,5 @@ def test_an_analyst_tests_creates_and_checks_an_alert_and_a_colleague_sees_the_t
     toast.get_by_role("link").click()
     expect(colleague).to_have_url(re.compile(r"/chat/\d+/$"))
     expect(colleague.get_by_text("Why did this happen?").first).to_be_visible()
+    # Closed before the server stops: an open socket would hold daphne's shutdown.
+    colleague_context.close()

@@ -26,7 +26,7 @@ async def connect(dashboard: Dashboard, user, query: str = "") -> WebsocketCommu
 
 
 def test_the_channel_layer_is_the_real_redis_one():
-    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
 
 
 async def test_a_scheduled_refresh_reaches_every_open_page(personas, dashboard, widget):
