@@ -1,0 +1,52 @@
+import asyncio
+
+from channels.testing import HttpCommunicator
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+
+from datamind.handlers import SyncChainASGIHandler
+from datamind.lib.testing import Personas
+
+
+def _get(path: str, cookies: str = "", method: str = "GET", body: bytes = b"") -> dict:
+    headers = [(b"host", b"testserver")] + ([(b"cookie", cookies.encode())] if cookies else [])
+    communicator = HttpCommunicator(SyncChainASGIHandler(), method, path, body=body, headers=headers)
+    return asyncio.run(communicator.get_response(timeout=10))
+
+
+def _headers(response: dict) -> dict[str, str]:
+    return {name.decode().lower(): value.decode() for name, value in response["headers"]}
+
+
+def test_the_middleware_chain_and_the_views_run_in_sync_mode():
+    assert not asyncio.iscoroutinefunction(SyncChainASGIHandler()._middleware_chain)
+
+
+def test_a_page_through_asgi_gets_every_middlewares_work(transactional_db):
+    response = _get(reverse("accounts:login"))
+
+    headers = _headers(response)
+    assert response["status"] == 200 and b"Log in" in response["body"]
+    assert headers["x-request-id"] and "content-security-policy" in headers
+    assert headers["x-frame-options"] == "DENY" and "csrftoken" in headers["set-cookie"]
+
+
+def test_a_signed_in_user_reaches_their_pages_through_asgi(transactional_db, personas: Personas):
+    client = Client()
+    client.force_login(personas.analyst)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+    response = _get(reverse("dashboards:index"), cookies=cookie)
+
+    assert response["status"] == 200 and personas.analyst.email.encode() in response["body"]
+
+
+def test_a_post_without_its_csrf_token_is_refused_through_asgi(transactional_db, personas: Personas):
+    client = Client()
+    client.force_login(personas.analyst)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+    response = _get(reverse("dashboards:dashboard-create"), cookies=cookie, method="POST", body=b"title=x")
+
+    assert response["status"] == 403
