@@ -7,6 +7,9 @@ from apps.dashboards.models import Dashboard, Subscription, Visibility, Widget
 # `org` may be an organisation or its id: the views pass the session user's `org_id`, so a
 # request that needs nothing else of the org does not load it.
 OrgOrId = Organization | int
+# A widget's stored last result (up to 500 rows of JSON) is written by runs and read by the admin
+# only; decoding it on every widget request cost more than the rest of the row.
+RARELY_READ = ("last_result",)
 
 
 def _visible(org: OrgOrId, user: User) -> Q:
@@ -29,13 +32,13 @@ def dashboard_get(*, org: OrgOrId, user: User, pk: int) -> Dashboard:
 
 
 def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
-    return dashboard.widgets.select_related("connection").order_by("position", "id")
+    return dashboard.widgets.select_related("connection").defer(*RARELY_READ).order_by("position", "id")
 
 
 def widget_get(*, org: OrgOrId, user: User, pk: int) -> Widget:
     """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
     only by the rarer paths that need it: exports, audit entries)."""
-    return Widget.objects.select_related("dashboard", "connection").get(
+    return Widget.objects.select_related("dashboard", "connection").defer(*RARELY_READ).get(
         Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)), pk=pk
     )
 
