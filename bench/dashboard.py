@@ -1,6 +1,6 @@
 """Dashboards, measured: a dashboard of 12 widgets on the demo warehouse, served by daphne.
 
-    .venv/bin/python bench/dashboard.py              # about two minutes
+    .venv/bin/python bench/dashboard.py              # about two and a half minutes
     .venv/bin/python bench/dashboard.py --quick      # fewer rounds, for a smoke run
     .venv/bin/python bench/dashboard.py --workers 4  # uvicorn with 4 worker processes, as deploy/ serves it
     .venv/bin/python bench/dashboard.py --pool 0     # a new Postgres connection per request
@@ -8,11 +8,15 @@
 What a viewer waits for is the page plus one request per widget (htmx loads each on its own).
 Measured over loopback against one daphne process, as `make run` serves it (or uvicorn with worker
 processes, as deploy/ serves it), each with a pool of Postgres connections, on a scratch Postgres
-database and Redis db that this script creates and always removes:
+database and Redis db that this script creates and always removes. The client is one event loop
+with kept-alive connections, as a browser keeps them (bench/_keepalive.py), so that little of the
+two cores goes to the client:
 - cold: the result cache empty, every widget's query runs on DuckDB;
 - warm: the same requests again, results from the cache (p50/p95 over the rounds);
-- 20 viewers at once, each loading the page and its 12 widgets (3 requests in flight per viewer:
-  60 at once, within the shared Postgres server's connection slots);
+- 20 viewers at once: a herd, every viewer opening the dashboard at the same moment with 3
+  requests in flight each (60 at once); a few rounds;
+- 20 viewers reloading: each viewer keeps reopening the dashboard, one request at a time, for a
+  while (20 in flight, as wrk's connections in bench/http_load.py); requests per second;
 - server-side chart images: vl-convert PNG and SVG per chart widget.
 Each figure is printed beside its reference from the same run: the log-in page (a small page
 through daphne and the same middleware) for pages and fragments, and vl-convert's own Vega-Lite
@@ -20,6 +24,7 @@ compile for the images. Verdicts are information: the exit status never depends 
 """
 
 import argparse
+import asyncio
 import contextlib
 import os
 import secrets
@@ -32,9 +37,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from _keepalive import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,6 +53,7 @@ VIEWERS = 20
 PER_VIEWER_IN_FLIGHT = 3
 FRAGMENT_GOAL_MS = 50.0
 PAGE_GOAL_MS = 100.0
+HTMX = {"HX-Request": "true"}
 
 MONTHLY = (
     "SELECT date_trunc('month', date) AS month, sum({measure}) AS {measure} "
@@ -260,61 +267,91 @@ def server(environment: dict[str, str], log: Path, workers: int) -> Iterator[str
         process.wait(timeout=10)
 
 
-def timed_get(url: str, cookie: str = "", htmx: bool = False) -> float:
-    headers = {"Cookie": cookie} | ({"HX-Request": "true"} if htmx else {})
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own loopback server
-    started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{url} answered {response.status}")
-    return (time.perf_counter() - started) * 1000
+@dataclass
+class Viewer:
+    """A logged-in browser on the dashboard: its kept-alive connections, reused from load to load."""
+
+    connections: list[Connection]
+
+    @classmethod
+    def open(cls, base: str, cookie: str, in_flight: int) -> "Viewer":
+        return cls([Connection(base, {"Cookie": cookie}) for _ in range(in_flight)])
+
+    async def load(self, world: World) -> tuple[float, list[float], float]:
+        """The page, then its widgets (as many at once as the viewer has connections): the page's
+        ms, each fragment's ms and the whole load's ms."""
+        started = time.perf_counter()
+        page, _ = await self.connections[0].get(f"/dashboards/{world.dashboard_id}/")
+        waiting = [f"/dashboards/widgets/{pk}/" for pk in world.widget_ids]
+        fragments: list[float] = []
+
+        async def take(connection: Connection) -> None:
+            while waiting:
+                elapsed, _ = await connection.get(waiting.pop(0), HTMX)
+                fragments.append(elapsed)
+
+        await asyncio.gather(*(take(connection) for connection in self.connections))
+        return page, fragments, (time.perf_counter() - started) * 1000
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            await connection.close()
 
 
-def dashboard_load(
-    base: str, world: World, cookie: str, pool: ThreadPoolExecutor | None = None
-) -> tuple[float, list[float]]:
-    """The page, then its widgets (in parallel when given a pool): page ms and each fragment's ms."""
-    page = timed_get(f"{base}/dashboards/{world.dashboard_id}/", cookie)
-    urls = [f"{base}/dashboards/widgets/{pk}/" for pk in world.widget_ids]
-    load: Callable[[str], float] = lambda url: timed_get(url, cookie, htmx=True)  # noqa: E731
-    fragments = list(pool.map(load, urls)) if pool else [load(url) for url in urls]
-    return page, fragments
-
-
-def bench_http(base: str, world: World, rounds: int) -> list[Line]:
+async def bench_http(base: str, world: World, rounds: int, steady_seconds: float) -> list[Line]:
     import redis
 
-    floor = statistics.median(timed_get(f"{base}{FLOOR_PATH}") for _ in range(rounds * 5))
-    redis.Redis.from_url(BENCH_REDIS_URL).delete(
-        *redis.Redis.from_url(BENCH_REDIS_URL).keys("*datamind:result:*") or ["-"]
-    )
-    cold_page, cold = dashboard_load(base, world, world.cookies[0])
+    anonymous = Connection(base)
+    floor = statistics.median([(await anonymous.get(FLOOR_PATH))[0] for _ in range(rounds * 5)])
+    await anonymous.close()
+    results = redis.Redis.from_url(BENCH_REDIS_URL)
+    results.delete(*results.keys("*datamind:result:*") or ["-"])
+    alone = Viewer.open(base, world.cookies[0], 1)
+    cold_page, cold, _ = await alone.load(world)
     pages, fragments = [], []
     for _ in range(rounds):
-        page, timings = dashboard_load(base, world, world.cookies[0])
+        page, timings, _ = await alone.load(world)
         pages.append(page)
         fragments.extend(timings)
+    await alone.close()
 
-    def viewer(cookie: str) -> tuple[float, list[float], float]:
-        with ThreadPoolExecutor(PER_VIEWER_IN_FLIGHT) as pool:
-            started = time.perf_counter()
-            page, timings = dashboard_load(base, world, cookie, pool)
-            return page, timings, (time.perf_counter() - started) * 1000
-
-    crowd_pages, crowd_fragments, crowd_whole = [], [], []
+    # A herd: every viewer opens the dashboard at the same moment, each with a few requests at once.
+    crowd = [Viewer.open(base, cookie, PER_VIEWER_IN_FLIGHT) for cookie in world.cookies]
+    await asyncio.gather(*(viewer.load(world) for viewer in crowd))  # connections open, processes warm
+    herd_pages, herd_fragments, herd_whole = [], [], []
     for _ in range(max(1, rounds // 5)):
-        with ThreadPoolExecutor(len(world.cookies)) as viewers:
-            for page, timings, whole in viewers.map(viewer, world.cookies):
-                crowd_pages.append(page)
-                crowd_fragments.extend(timings)
-                crowd_whole.append(whole)
+        for page, timings, whole in await asyncio.gather(*(viewer.load(world) for viewer in crowd)):
+            herd_pages.append(page)
+            herd_fragments.extend(timings)
+            herd_whole.append(whole)
+    for viewer in crowd:
+        await viewer.close()
+
+    # Steady: every viewer keeps reloading the dashboard, one request at a time (as wrk's
+    # connections do), for a while; the load is then constant rather than a burst.
+    steady = [Viewer.open(base, cookie, 1) for cookie in world.cookies]
+    steady_pages, steady_fragments = [], []
+    deadline = time.perf_counter() + steady_seconds
+
+    async def keep_loading(viewer: Viewer) -> None:
+        while time.perf_counter() < deadline:
+            page, timings, _ = await viewer.load(world)
+            steady_pages.append(page)
+            steady_fragments.extend(timings)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(keep_loading(viewer) for viewer in steady))
+    throughput = (len(steady_pages) + len(steady_fragments)) / (time.perf_counter() - started)
+    for viewer in steady:
+        await viewer.close()
+
     p95 = lambda values: percentile(values, 0.95)  # noqa: E731
     cold_total, warm_total = (
         cold_page + sum(cold),
         statistics.median(pages) + 12 * statistics.median(fragments),
     )
-    crowd = f"{len(world.cookies)} viewers at once"
+    herd = f"{len(world.cookies)} viewers at once ({PER_VIEWER_IN_FLIGHT} requests each)"
+    loop = f"{len(world.cookies)} viewers reloading (1 request each)"
     return [
         Line(f"reference: {FLOOR_PATH} median", ms(floor)),
         against("cold: page + 12 widgets, one after another", cold_total, floor * 13),
@@ -323,9 +360,14 @@ def bench_http(base: str, world: World, rounds: int) -> list[Line]:
         against("warm: page p95", p95(pages), floor, PAGE_GOAL_MS),
         against("warm: widget fragment p50", statistics.median(fragments), floor),
         against("warm: widget fragment p95", p95(fragments), floor, FRAGMENT_GOAL_MS),
-        against(f"{crowd}: page p95", p95(crowd_pages), floor, PAGE_GOAL_MS),
-        against(f"{crowd}: widget fragment p95", p95(crowd_fragments), floor, FRAGMENT_GOAL_MS),
-        against(f"{crowd}: whole dashboard p95", p95(crowd_whole), floor * 13),
+        against(f"{herd}: page p95", p95(herd_pages), floor, PAGE_GOAL_MS),
+        against(f"{herd}: widget fragment p95", p95(herd_fragments), floor, FRAGMENT_GOAL_MS),
+        against(f"{herd}: whole dashboard p95", p95(herd_whole), floor * 13),
+        against(f"{loop}: page p50", statistics.median(steady_pages), floor),
+        against(f"{loop}: page p95", p95(steady_pages), floor, PAGE_GOAL_MS),
+        against(f"{loop}: widget fragment p50", statistics.median(steady_fragments), floor),
+        against(f"{loop}: widget fragment p95", p95(steady_fragments), floor, FRAGMENT_GOAL_MS),
+        Line(f"{loop}: requests/s", f"{throughput:.0f}"),
     ]
 
 
@@ -369,14 +411,14 @@ def _timed(work: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def main(rounds: int, pool: int, workers: int) -> None:
+def main(rounds: int, pool: int, workers: int, steady_seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="datamind-bench-dashboard-") as folder:
         tmp = Path(folder)
         started = time.perf_counter()
         with scratch(tmp, VIEWERS, pool) as (environment, world):
             print(f"world ready in {time.perf_counter() - started:.0f} s: 12 widgets, {VIEWERS} viewers")
             with server(environment, tmp / "server.log", workers) as base:
-                lines = bench_http(base, world, rounds)
+                lines = asyncio.run(bench_http(base, world, rounds, steady_seconds))
             lines += bench_images(world, max(3, rounds // 4))
     served = f"uvicorn with {workers} worker processes" if workers else "one daphne process"
     connections = f"a pool of {pool} Postgres connections per process" if pool else "no connection pool"
@@ -392,4 +434,4 @@ if __name__ == "__main__":
     )
     parser.add_argument("--workers", type=int, default=0, help="serve with uvicorn and this many workers")
     arguments = parser.parse_args()
-    main(5 if arguments.quick else 20, arguments.pool, arguments.workers)
+    main(5 if arguments.quick else 20, arguments.pool, arguments.workers, 5 if arguments.quick else 20)
