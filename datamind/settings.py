@@ -337,6 +337,9 @@ if REDIS_URL:
 # Alerts: the first retry delay (doubling each time) and failures before the owner is told.
 ALERTS_RETRY_BACKOFF_S = env.float("ALERTS_RETRY_BACKOFF_S", default=30)
 ALERTS_FAILURES_BEFORE_NOTICE = env.int("ALERTS_FAILURES_BEFORE_NOTICE", default=3)
+# Webhooks go only to public addresses unless this is on (a receiver inside your own network);
+# link-local addresses (cloud metadata) are refused either way.
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=False)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

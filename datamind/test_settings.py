@@ -18,3 +18,5 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # No pool: pytest-django swaps the database for the test one, and each test's transaction must stay
 # on the connection the test holds.
 DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
+# The tests' webhook receivers listen on loopback; test_webhook_addresses.py turns this off.
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = True

@@ -7,19 +7,21 @@ retried with backoff; any other 4xx means the receiver refuses this message, so 
 
 import hashlib
 import hmac
-import ipaddress
 import json
+import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx2
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
 from apps.alerts.models import AlertDelivery
 from apps.alerts.services.channels.base import AlertMessage, Channel, DeliveryError
 from datamind.lib.crypto import decrypt, encrypt
+from datamind.lib.outbound import RefusedAddress, literal_refusal, resolve_allowed
 
 TIMEOUT_S = 10.0
 FORMATS = {"json": "JSON (signed)", "slack": "Slack-compatible"}
@@ -30,14 +32,30 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+def _allow_private() -> bool:
+    return django_settings.WEBHOOKS_ALLOW_PRIVATE_ADDRESSES
+
+
 def _refuse_internal(url: str) -> None:
-    host = urlsplit(url).hostname or ""
+    """At save time, refuse what can be refused without a lookup (the name is checked when sent)."""
+    if reason := literal_refusal(urlsplit(url).hostname or "", allow_private=_allow_private()):
+        raise ValidationError({"channels": f"A webhook cannot point inside DataMind's network: {reason}."})
+
+
+def _pinned(url: str) -> tuple[str, str, str]:
+    """The URL with its host replaced by the checked address, the Host header and the TLS name."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise ValidationError({"channels": "A webhook cannot point at a link-local or metadata address."})
+        address = resolve_allowed(host, port, allow_private=_allow_private())
+    except RefusedAddress as exc:
+        raise DeliveryError(f"The webhook points inside DataMind's network: {exc}.", retryable=False) from exc
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DeliveryError(f"The webhook's host {host} could not be resolved.", retryable=True) from exc
+    netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    pinned = SplitResult(parts.scheme, netloc, parts.path, parts.query, "").geturl()
+    return pinned, parts.netloc.rpartition("@")[2], host
 
 
 def slack_payload(message: AlertMessage) -> dict[str, Any]:
@@ -93,8 +111,11 @@ class WebhookChannel(Channel):
         }
         if config.get("secret"):
             headers["X-DataMind-Signature"] = signature(decrypt(config["secret"]), timestamp, body)
+        url, headers["Host"], tls_name = _pinned(config["url"])
         try:
-            response = httpx2.post(config["url"], content=body, headers=headers, timeout=TIMEOUT_S)
+            with httpx2.Client(timeout=TIMEOUT_S) as client:
+                tls = {"sni_hostname": tls_name}  # the certificate is checked against the name
+                response = client.post(url, content=body, headers=headers, extensions=tls)
         except httpx2.TimeoutException as exc:
             raise DeliveryError(
                 f"The webhook did not answer within {TIMEOUT_S:.0f} s.", retryable=True
