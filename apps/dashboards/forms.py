@@ -73,6 +73,9 @@ class PinForm(forms.Form):
         self.fields["dashboard"].queryset = dashboards
 
 
+COLUMNS_DATALIST_ID = "widget-columns"
+
+
 class WidgetForm(forms.Form):
     """A widget's settings; `fields_for_service()` turns them into the widget's fields."""
 
@@ -107,6 +110,10 @@ class WidgetForm(forms.Form):
             self.fields[f"filter_{field['key']}"] = forms.CharField(
                 max_length=200, required=False, label=f"Column the “{field['label']}” filter matches"
             )
+        # Column fields suggest the result's columns (a datalist filled from the last run, then
+        # from each preview) and still take any name, for a query that has not run yet.
+        for name in ("x", "y", "color", "date_column", *(f"filter_{key}" for key in self.filter_keys)):
+            self.fields[name].widget.attrs["list"] = COLUMNS_DATALIST_ID
 
     @classmethod
     def initial_for(cls, widget: Widget) -> dict[str, Any]:

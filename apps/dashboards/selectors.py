@@ -38,9 +38,20 @@ def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
 def widget_get(*, org: OrgOrId, user: User, pk: int) -> Widget:
     """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
     only by the rarer paths that need it: exports, audit entries)."""
-    return Widget.objects.select_related("dashboard", "connection").defer(*RARELY_READ).get(
-        Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)), pk=pk
+    return (
+        Widget.objects.select_related("dashboard", "connection")
+        .defer(*RARELY_READ)
+        .get(
+            Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)),
+            pk=pk,
+        )
     )
+
+
+def widget_last_columns(*, widget: Widget) -> list[str]:
+    """The columns of the widget's last stored result: what its editor suggests."""
+    stored = Widget.objects.filter(pk=widget.pk).values_list("last_result", flat=True).first() or {}
+    return [column["name"] for column in stored.get("columns", [])]
 
 
 def can_edit(*, user: User, dashboard: Dashboard) -> bool:

@@ -47,6 +47,10 @@ class WidgetData:
         return self.rows[:TABLE_ROWS]
 
     @property
+    def column_names(self) -> list[str]:
+        return [column["name"] for column in self.columns]
+
+    @property
     def spec_dom_id(self) -> str:
         return f"widget-spec-{self.widget.pk}"
 

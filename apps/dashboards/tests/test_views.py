@@ -1,8 +1,11 @@
+import re
+
 import pytest
 from django.urls import reverse
 
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.dashboards.models import Dashboard, Visibility, Widget
+from apps.dashboards.services.widgets import widget_run
 from apps.dashboards.tests.conftest import TOTALS
 from apps.dashboards.tests.factories import DashboardFactory, WidgetFactory
 
@@ -214,6 +217,25 @@ def test_preview_runs_the_form_without_saving(as_analyst, widget):
     assert "Americas" in response.content.decode() and "<table" in response.content.decode()
     widget.refresh_from_db()
     assert widget.kind == "chart"
+
+
+def test_the_editor_suggests_the_result_columns_from_the_last_run_and_from_each_preview(as_analyst, widget):
+    def suggestions(html: str) -> list[str]:
+        datalist = re.search(r'<datalist id="widget-columns"[^>]*>(.*?)</datalist>', html, re.S)
+        return re.findall(r'<option value="([^"]*)">', datalist.group(1)) if datalist else []
+
+    editor = as_analyst.get(_widget_url("widget-edit", widget)).content.decode()
+    assert suggestions(editor) == [] and 'list="widget-columns"' in editor
+
+    widget_run(widget=widget)  # a run stores the result the editor reads
+    editor = as_analyst.get(_widget_url("widget-edit", widget)).content.decode()
+    assert suggestions(editor) == ["region", "day", "amount"]
+    assert re.search(r'<input[^>]*name="x"[^>]*list="widget-columns"', editor)
+
+    preview = as_analyst.post(
+        _widget_url("widget-preview", widget), {**FORM, "sql": "SELECT name AS area, 1 AS n FROM regions"}
+    ).content.decode()
+    assert suggestions(preview) == ["area", "n"] and 'hx-swap-oob="true"' in preview
 
 
 def test_adding_a_widget_starts_a_note_and_its_editor_makes_it_a_chart(

@@ -96,7 +96,12 @@ def widget_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             messages.success(request, "Widget saved.")
             return redirect("dashboards:dashboard-detail", widget.dashboard_id)
     status = INVALID if form.errors else 200
-    context = {"widget": widget, "form": form, "version": vega_bundle_version()}
+    context = {
+        "widget": widget,
+        "form": form,
+        "columns": selectors.widget_last_columns(widget=widget),
+        "version": vega_bundle_version(),
+    }
     return render(request, "dashboards/widget_form.html", context, status=status)
 
 
