@@ -140,8 +140,6 @@ def world_create(viewers: int) -> World:
     from apps.connections.models import Connection, Engine
     from apps.connections.services.catalogue import catalogue_refresh
     from apps.connections.services.demo_warehouse import DEMO_WAREHOUSE_FILENAME, demo_warehouse_build
-    from apps.dashboards.models import Visibility
-    from apps.dashboards.services.dashboards import dashboard_create, widget_create
 
     call_command("migrate", interactive=False, verbosity=0)
     org = Organization.objects.create(name="Bench", slug="bench")
@@ -151,14 +149,7 @@ def world_create(viewers: int) -> World:
         org=org, name="Demo", engine=Engine.DUCKDB, database=DEMO_WAREHOUSE_FILENAME
     )
     catalogue_refresh(connection_id=connection.pk)
-    dashboard = dashboard_create(org=org, owner=owner, title="Sales", visibility=Visibility.ORG)
-    widgets = [
-        widget_create(
-            dashboard=dashboard, user=owner, title=title, kind=kind, connection=connection, sql=sql,
-            chart={"mark": mark, "x": x, "y": y}, width=4,
-        ).pk
-        for title, kind, mark, sql, (x, y) in WIDGETS
-    ]  # fmt: skip
+    dashboard_id, widgets = dashboard_build(owner, connection)
     store = import_module(settings.SESSION_ENGINE).SessionStore
     cookies = []
     for n in range(viewers):
@@ -169,7 +160,24 @@ def world_create(viewers: int) -> World:
         login[HASH_SESSION_KEY] = viewer.get_session_auth_hash()
         login.create()
         cookies.append(f"{settings.SESSION_COOKIE_NAME}={login.session_key}")
-    return World(dashboard_id=dashboard.pk, widget_ids=widgets, cookies=cookies)
+    return World(dashboard_id=dashboard_id, widget_ids=widgets, cookies=cookies)
+
+
+def dashboard_build(owner, connection) -> tuple[int, list[int]]:
+    """The twelve widgets on the demo warehouse `connection`, in an org-wide dashboard of `owner`'s:
+    the dashboard's id and its widgets' ids."""
+    from apps.dashboards.models import Visibility
+    from apps.dashboards.services.dashboards import dashboard_create, widget_create
+
+    dashboard = dashboard_create(org=owner.org, owner=owner, title="Sales", visibility=Visibility.ORG)
+    widgets = [
+        widget_create(
+            dashboard=dashboard, user=owner, title=title, kind=kind, connection=connection, sql=sql,
+            chart={"mark": mark, "x": x, "y": y}, width=4,
+        ).pk
+        for title, kind, mark, sql, (x, y) in WIDGETS
+    ]  # fmt: skip
+    return dashboard.pk, widgets
 
 
 @contextlib.contextmanager

@@ -16,8 +16,10 @@ plus an API key). Three layouts serve it in turn:
 
 For each, wrk (Debian's package) drives 20 connections, one per logged-in analyst (each request
 carries one analyst's session cookie, in turn), against warm pages and an API list, after a warm-up:
-the connections list (`/connections/`), the chat index (`/chat/`) and `GET /api/v1/connections/`
-with an API key; then the connections list again while HEAVY_CLIENTS other clients keep running a
+a dashboard page (bench/dashboard.py's twelve widgets on the demo warehouse, the page the goal
+names) and one of its widget fragments (results cached), the connections list (`/connections/`),
+the chat index (`/chat/`) and `GET /api/v1/connections/` with an API key; then the dashboard page
+again while HEAVY_CLIENTS other clients keep running a
 5,000-row query through the API (`POST /api/v1/connections/{id}/query/`, Python-heavy: rows
 converted and serialised), which is where one process makes pages queue behind other work. It
 prints requests per second and p50/p95/p99 latency per endpoint and layout.
@@ -26,35 +28,39 @@ queueing behind a single process. Figures depend on the machine: on a shared 2-c
 itself takes part of one core.
 """
 
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-# This file is named like the standard library's `http`, and Python puts the script's folder first
-# on the path: take it off before anything imports `http` (urllib, websockets...).
 BENCH = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
-# The scratch world (database, Redis db, org, logged-in analysts) is bench/chat.py's.
-_spec = importlib.util.spec_from_file_location("bench_chat", BENCH / "chat.py")
-chat_bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(chat_bench)
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The scratch world (database, Redis db, org, logged-in analysts) is bench/chat.py's; the
+# dashboard on it is bench/dashboard.py's twelve widgets.
+chat_bench = _bench_module("chat")
+dashboard_bench = _bench_module("dashboard")
 
 USERS = 20
 HEAVY_CLIENTS = 4
@@ -206,6 +212,20 @@ def collect_static(environment: dict[str, str]) -> None:
     )
 
 
+def demo_connection(org):
+    """The demo warehouse, which bench/dashboard.py's widgets query, as a second connection."""
+    from apps.connections.models import Connection, Engine
+    from apps.connections.services.catalogue import catalogue_refresh
+    from apps.connections.services.demo_warehouse import DEMO_WAREHOUSE_FILENAME, demo_warehouse_build
+
+    demo_warehouse_build()
+    connection = Connection.objects.create(
+        org=org, name="Demo", engine=Engine.DUCKDB, database=DEMO_WAREHOUSE_FILENAME
+    )
+    catalogue_refresh(connection_id=connection.pk)
+    return connection
+
+
 def main(seconds: int, workers: int) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk; `make bench` installs it as root).")
@@ -226,7 +246,10 @@ def main(seconds: int, workers: int) -> None:
             _api_key, analyst_key = services.api_key_create(
                 org=org, actor=admin, name="Bench queries", role=Role.ANALYST
             )
-            connection_id = Connection.objects.get(org=org).pk
+            connection = Connection.objects.get(org=org)
+            connection_id = connection.pk
+            analyst = User.objects.filter(org=org, role=Role.ANALYST).first()
+            dashboard_id, widget_ids = dashboard_bench.dashboard_build(analyst, demo_connection(org))
             environment = {**world_environment, **PRODUCTION, "STATIC_ROOT": str(tmp / "static")}
             collect_static(environment)
             cookies = tmp / "cookies.txt"
@@ -234,6 +257,8 @@ def main(seconds: int, workers: int) -> None:
             script = tmp / "report.lua"
             script.write_text(WRK_SCRIPT)
             endpoints = [
+                ("dashboard page (12 widgets)", f"/dashboards/{dashboard_id}/", {}),
+                ("widget fragment (warm)", f"/dashboards/widgets/{widget_ids[0]}/", {"HX-Request": "true"}),
                 ("connections list page", "/connections/", {}),
                 ("chat index page", "/chat/", {}),
                 (
@@ -250,7 +275,7 @@ def main(seconds: int, workers: int) -> None:
                         wrk(url, max(2, seconds // 4), script, cookies, headers)  # warm-up
                         results.append((layout.name, label, wrk(url, seconds, script, cookies, headers)))
                         print(f"  {layout.name:<34} {label:<32} {results[-1][2].rps:8.1f} req/s", flush=True)
-                    label, path, headers = endpoints[0]
+                    label, path, headers = endpoints[0]  # the dashboard page
                     with heavy_neighbours(port, connection_id, analyst_key) as done:
                         busy = wrk(f"http://127.0.0.1:{port}{path}", seconds, script, cookies, headers)
                     label = f"{label}, {HEAVY_CLIENTS} heavy API clients ({done[0]} queries)"
