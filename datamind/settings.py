@@ -138,11 +138,14 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": _pool_size,
-            # A request waiting this long for a free connection fails instead of hanging.
+            # A request waiting this long for a free connection fails instead of hanging; while
+            # the database is down, that is how long a page takes to say so (a 503).
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
         }
-    else:
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # With a pool, the pool checks each connection before lending it (Django passes
+    # `check_connection`), so connections broken by a database restart are replaced, not handed
+    # to requests that would fail on them.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
