@@ -159,9 +159,10 @@ class CeleryProcesses:
         # (later, only every 100 s): past it, the killed task is handed out again at once.
         time.sleep(VISIBILITY_TIMEOUT_S + 0.5)
 
-    def start_beat(self, schedule_file: str) -> None:
+    def start_beat(self, schedule_file: str, **environment: str) -> None:
         self.beat = self._start("beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
-                                "--schedule", schedule_file, "--max-interval", "1")  # fmt: skip
+                                "--schedule", schedule_file, "--max-interval", "1",
+                                **environment)  # fmt: skip
 
     def stop(self) -> None:
         stop_processes(self.beat, self.worker)
