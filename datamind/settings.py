@@ -138,15 +138,22 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": _pool_size,
-            # A request waiting this long for a free connection fails instead of hanging.
+            # A request waiting this long for a free connection fails instead of hanging; while
+            # the database is down, that is how long a page takes to say so (a 503).
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
         }
-    else:
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # With a pool, the pool checks each connection before lending it (Django passes
+    # `check_connection`), so connections broken by a database restart are replaced, not handed
+    # to requests that would fail on them.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        # Rate limits fail open while Redis is away (see the backend's docstring).
+        "ratelimit": {"BACKEND": "datamind.lib.cache.RateLimitCache", "LOCATION": REDIS_URL},
+    }
     CHANNEL_LAYERS = {
         # Redis pub/sub: every web process subscribes to the groups its sockets joined. The list-based
         # RedisChannelLayer lost about one push in twenty across processes in the multi-process test
@@ -306,6 +313,8 @@ SPECTACULAR_SETTINGS = {
 
 # django-ratelimit counts in the default cache; with Redis that cache is shared by all replicas.
 RATELIMIT_VIEW = "apps.accounts.views.rate_limited"
+RATELIMIT_USE_CACHE = "ratelimit" if REDIS_URL else "default"
+RATELIMIT_FAIL_OPEN = True
 LOGIN_RATE = env.str("LOGIN_RATE", default="5/m")
 
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"

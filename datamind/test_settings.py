@@ -16,7 +16,12 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # after each use lets the test database be dropped at the end of the run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # No pool: pytest-django swaps the database for the test one, and each test's transaction must stay
-# on the connection the test holds.
-DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
+# on the connection the test holds. A server a test starts may keep one, as production web
+# processes have (datamind/lib/testing.py, PRODUCTION_WEB).
+if not env.bool("TEST_SERVER_DATABASE_POOL", default=False):  # noqa: F405
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
+# Tests never collect static files, also in servers they start with DEBUG off.
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+WHITENOISE_USE_FINDERS = True
 # The tests' webhook receivers listen on loopback; test_webhook_addresses.py turns this off.
 WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = True

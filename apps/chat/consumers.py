@@ -30,6 +30,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     answer back as HTML fragments that htmx's ws extension swaps into the page."""
 
     answering: asyncio.Task | None = None
+    # Everything is sent on this socket itself, never through the channel layer: without one, a
+    # chat needs no Redis subscription, so Redis being away cannot refuse the socket.
+    channel_layer_alias = None
 
     async def connect(self) -> None:
         user = self.scope["user"]

@@ -1,3 +1,4 @@
+import structlog
 from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -8,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from redis.exceptions import RedisError
 
 from apps.accounts.models import Role
 from apps.billing.services import budget_remaining
@@ -25,6 +27,8 @@ from datamind.lib.htmx import render_page_or_partial
 from datamind.lib.permissions import role_required
 from datamind.lib.types import AuthenticatedRequest
 from datamind.lib.vega import vega_bundle_path, vega_bundle_version
+
+logger = structlog.get_logger(__name__)
 
 SIDEBAR_SESSIONS = 50
 # Invalid input is answered 422, which base.html lets htmx swap like a success.
@@ -55,11 +59,15 @@ def _suggestions(connections: list[Connection]) -> list[dict]:
 def _suggested_questions(connection: Connection) -> list[str]:
     # Working them out reads the whole catalogue (half a second for hundreds of tables); they
     # change only when the catalogue does, whose version is part of the key.
-    return cache.get_or_set(
-        f"datamind:chat:suggestions:{connection.pk}:{connection.catalogue_version}",
-        lambda: suggested_questions(catalogue_snapshot(connection=connection), limit=4),
-        timeout=24 * 3600,
-    )
+    def work_out() -> list[str]:
+        return suggested_questions(catalogue_snapshot(connection=connection), limit=4)
+
+    key = f"datamind:chat:suggestions:{connection.pk}:{connection.catalogue_version}"
+    try:
+        return cache.get_or_set(key, work_out, timeout=24 * 3600)
+    except RedisError as exc:  # a cache outage must not take the chat pages down
+        logger.warning("suggestions_cache_unavailable", error=str(exc))
+        return work_out()
 
 
 @require_GET

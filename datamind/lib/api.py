@@ -5,6 +5,7 @@ leaves as {"code": ..., "detail": ..., "fields": {...}}: `code` is machine-reada
 sentence for a person, `fields` (validation errors only) maps a field to its problems.
 """
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.views import defaults
 from django_ratelimit.exceptions import Ratelimited
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
@@ -26,9 +28,12 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from datamind.lib.exceptions import DataMindError
+from datamind.lib.exceptions import DataMindError, database_unavailable
 
 RATE_LIMITED_DETAIL = "Too many attempts. Wait a minute and try again."
+DATABASE_UNAVAILABLE_DETAIL = "DataMind can't reach its database right now. Try again in a moment."
+# Seconds a client is asked to wait before retrying while the database is away.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class Pagination(PageNumberPagination):
@@ -185,10 +190,30 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
-    """Django's 500 (after logging and Sentry saw the exception), in the API's shape under /api/."""
+    """Django's 500 (after logging and Sentry saw the exception), in the API's shape under /api/.
+
+    When the exception says our own database is unreachable, a 503 that says so instead: the
+    request can succeed as soon as the database is back, without anything restarting.
+    """
+    exc = sys.exc_info()[1]
+    if exc is not None and database_unavailable(exc):
+        return _database_unavailable(request)
     if _is_api_request(request):
         return JsonResponse(
             {"code": "server_error", "detail": "Something went wrong on our side. Try again later."},
             status=500,
         )
     return defaults.server_error(request)
+
+
+def _database_unavailable(request: HttpRequest) -> HttpResponse:
+    # Rendered without the request: context processors and the session would ask the database.
+    if _is_api_request(request):
+        response: HttpResponse = JsonResponse(
+            {"code": "database_unavailable", "detail": DATABASE_UNAVAILABLE_DETAIL, "retryable": True},
+            status=503,
+        )
+    else:
+        response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response

@@ -1,3 +1,6 @@
+from django.db import InterfaceError, OperationalError
+
+
 class DataMindError(Exception):
     """Base of the project's own errors that are not a user-fixable ValidationError.
 
@@ -16,3 +19,19 @@ class DataMindError(Exception):
             self.code = code
         if retryable is not None:
             self.retryable = retryable
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says DataMind's own database cannot be reached right now (down, restarting,
+    out of connection slots, the pool waited in vain), rather than that it refused a query.
+
+    Errors the server reports carry a SQLSTATE; those meaning "come back later" are connection
+    exceptions (08), operator intervention such as a shutdown (57P..) and too many connections.
+    A lost connection or a pool timeout has none.
+    """
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P", "53300"))

@@ -22,6 +22,16 @@ class Personas:
 # Imports stay inside the functions: this module is imported by conftest before Django is set up.
 
 VISIBILITY_TIMEOUT_S = 2
+# A web process as production runs it (DEBUG off, a pool of Postgres connections), on plain HTTP.
+# The pool's short timeout keeps tests of an unreachable database quick.
+PRODUCTION_WEB = {
+    "DEBUG": "false",
+    "SECURE_SSL_REDIRECT": "false",
+    "SESSION_COOKIE_SECURE": "false",
+    "DATABASE_POOL_MAX_SIZE": "4",
+    "DATABASE_POOL_TIMEOUT": "2",
+    "TEST_SERVER_DATABASE_POOL": "true",
+}
 
 
 def subprocess_environment(**extra: str) -> dict[str, str]:
@@ -76,7 +86,8 @@ class AsgiServers:
     def __init__(self) -> None:
         self.processes: list = []
 
-    def start(self) -> str:
+    def start(self, **environment: str) -> str:
+        """`environment` is added to the server's (e.g. DATABASE_URL through a `TcpProxy`)."""
         import socket
         import subprocess
         import sys
@@ -88,7 +99,7 @@ class AsgiServers:
             port = probe.getsockname()[1]
         process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own interpreter
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "datamind.asgi:application"],
-            env=subprocess_environment(),
+            env=subprocess_environment(**environment),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -117,12 +128,12 @@ class CeleryProcesses:
         self.worker = None
         self.beat = None
 
-    def _start(self, *arguments: str):
+    def _start(self, *arguments: str, **extra: str):
         import subprocess
         import sys
 
         environment = subprocess_environment(
-            CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S), ALERTS_RETRY_BACKOFF_S="0.3"
+            CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S), ALERTS_RETRY_BACKOFF_S="0.3", **extra
         )
         return subprocess.Popen(  # noqa: S603 - fixed arguments, our own interpreter
             [sys.executable, "-m", "celery", "-A", "datamind", *arguments, "--loglevel=WARNING"],
@@ -131,11 +142,12 @@ class CeleryProcesses:
             stderr=subprocess.DEVNULL,
         )
 
-    def start_worker(self) -> None:
+    def start_worker(self, **environment: str) -> None:
         # One process (solo pool), so a SIGKILL takes the task down with the worker, as a crash would.
         self.worker = self._start(
-            "worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip"
-        )
+            "worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip",
+            **environment,
+        )  # fmt: skip
 
     def kill_worker(self) -> None:
         import signal
@@ -147,9 +159,107 @@ class CeleryProcesses:
         # (later, only every 100 s): past it, the killed task is handed out again at once.
         time.sleep(VISIBILITY_TIMEOUT_S + 0.5)
 
-    def start_beat(self, schedule_file: str) -> None:
+    def start_beat(self, schedule_file: str, **environment: str) -> None:
         self.beat = self._start("beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
-                                "--schedule", schedule_file, "--max-interval", "1")  # fmt: skip
+                                "--schedule", schedule_file, "--max-interval", "1",
+                                **environment)  # fmt: skip
 
     def stop(self) -> None:
         stop_processes(self.beat, self.worker)
+
+
+class TcpProxy:
+    """A TCP proxy on loopback in front of a server (Postgres, Redis, a warehouse), so a test can
+    take the server away and bring it back without touching the real one, which the rest of the
+    suite shares.
+
+    `cut()` closes every connection through the proxy (each client sees the server hang up, as
+    on a restart) and, until `restore()`, closes each new connection as soon as it is accepted.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        import socket
+        import threading
+
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._cut = False
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"tcp-proxy-{self.port}").start()
+
+    def url(self, url: str) -> str:
+        """`url` (postgres://..., redis://...) with its host and port replaced by the proxy's."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{self.port}" if credentials else f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _close(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        _close(self._listener)
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                refused = self._cut
+            if refused:
+                _close(client)
+                continue
+            try:
+                server = socket.create_connection(self.target, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                if self._cut:
+                    _close(client, server)
+                    continue
+                self._sockets |= {client, server}
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source, sink) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with self._lock:
+            self._sockets -= {source, sink}
+        _close(source, sink)
+
+
+def _close(*sockets) -> None:
+    import contextlib
+    import socket
+
+    for sock in sockets:
+        # shutdown() first: it wakes a thread blocked reading the socket, which close() alone does not.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
