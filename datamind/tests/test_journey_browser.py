@@ -19,11 +19,17 @@ import pytest
 from django.utils.timezone import now
 from playwright.sync_api import Page, expect
 
+from apps.accounts.models import Role
+from apps.accounts.tests.factories import OrganizationFactory, UserFactory
 from apps.alerts.models import Alert, Notification
 from apps.alerts.tasks import alerts_dispatch_task
 from apps.chat.tests.test_browser import RECORD_STREAM, demo_warehouse_dir  # noqa: F401 - fixture
-from apps.connections.models import Engine
+from apps.connections.models import Connection, Engine
+from apps.connections.services.catalogue import catalogue_refresh
 from apps.connections.services.demo_warehouse import DEMO_WAREHOUSE_FILENAME
+from apps.dashboards.models import Dashboard, Widget, WidgetKind
+from apps.dashboards.tests.factories import DashboardFactory, WidgetFactory
+from datamind.lib.testing import PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -235,3 +241,156 @@ def test_a_new_user_signs_up_connects_asks_pins_filters_sets_an_alert_sees_it_fi
     journey.shot("logged-out")
 
     journey.assert_clean()
+
+
+# --- Keyboard only ------------------------------------------------------------------------------
+
+# The focused element, described for a failure message, and whether the browser draws its focus.
+FOCUSED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return {label: 'body', visible: false};
+  const style = getComputedStyle(e);
+  const label = e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' "' +
+    (e.getAttribute('aria-label') || e.textContent || e.value || '').trim().slice(0, 40) + '"';
+  const drawn = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0;
+  return {label, visible: drawn};
+}"""
+
+
+def _tab_to(page: Page, selector: str, *, backwards: bool = False, limit: int = 80) -> None:
+    """Press Tab (or Shift+Tab) until `selector` has the focus; every element the focus passes
+    on the way must show it (the body is where the focus leaves the page for the browser's UI)."""
+    seen = []
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        focused = page.evaluate(FOCUSED)
+        assert focused["visible"] or focused["label"] == "body", f"{focused['label']} hides its focus"
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+        seen.append(focused["label"])
+    raise AssertionError(f"{selector} never got the focus; it went through: {seen}")
+
+
+def _focused_is(page: Page, selector: str) -> bool:
+    return page.evaluate("s => document.activeElement.matches(s)", selector)
+
+
+@pytest.fixture
+def keyboard_user(transactional_db, settings, demo_warehouse_dir):  # noqa: F811 - the fixture
+    """An analyst of an org with the demo warehouse and a dashboard holding one KPI widget."""
+    settings.CONNECTIONS_FILE_ROOT = demo_warehouse_dir
+    org = OrganizationFactory(name="Acme", slug="acme")
+    connection = Connection.objects.create(
+        org=org, name="Demo warehouse", engine=Engine.DUCKDB, database=DEMO_WAREHOUSE_FILENAME
+    )
+    catalogue_refresh(connection_id=connection.pk)
+    user = UserFactory(org=org, role=Role.ANALYST, email="keys@acme.test")
+    dashboard = DashboardFactory(org=org, owner=user, title="Sales")
+    WidgetFactory(
+        dashboard=dashboard,
+        connection=connection,
+        kind=WidgetKind.KPI,
+        title="Orders",
+        sql="SELECT count(*) AS orders FROM orders",
+        chart={"y": "orders"},
+        position=0,
+    )
+    return user
+
+
+def test_the_main_flows_work_from_the_keyboard_alone_with_the_focus_always_shown(
+    keyboard_user, asgi_live_server, watched
+):
+    keys = watched("keyboard")
+    page = keys.page
+    press = page.keyboard.press
+
+    # Log in: the e-mail field has the focus on arrival; Tab to the password, Enter.
+    page.goto(f"{asgi_live_server}/accounts/login/")
+    assert _focused_is(page, "input#id_email"), page.evaluate(FOCUSED)
+    page.keyboard.type(keyboard_user.email)
+    _tab_to(page, "input#id_password")
+    page.keyboard.type(PASSWORD)
+    press("Enter")
+    expect(page).to_have_url(re.compile(r"/chat/$"))
+
+    # The skip link comes first, shows itself when focused and takes the focus to the content.
+    press("Tab")
+    assert _focused_is(page, "a.skip-link"), page.evaluate(FOCUSED)
+    box = page.locator("a.skip-link").bounding_box()
+    assert box is not None and box["y"] >= 0 and page.evaluate(FOCUSED)["visible"]
+    keys.shot("skip-link")
+    press("Enter")
+    assert _focused_is(page, "main#main"), page.evaluate(FOCUSED)
+    press("Tab")
+    assert page.evaluate("document.getElementById('main').contains(document.activeElement)")
+
+    # Through the navigation to Dashboards, and back to Chat.
+    _tab_to(page, "nav.mainnav a[href='/dashboards/']", backwards=True)
+    press("Enter")
+    expect(page).to_have_url(re.compile(r"/dashboards/$"))
+    _tab_to(page, "nav.mainnav a[href='/chat/']")
+    keys.shot("nav")
+    press("Enter")
+    expect(page).to_have_url(re.compile(r"/chat/$"))
+
+    # A new chat on the (preselected) connection; the question typed and sent with Enter.
+    _tab_to(page, "form[action='/chat/sessions/new/'] button[type=submit]")
+    press("Enter")
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
+    page.wait_for_selector("body[data-socket=open]")
+    _tab_to(page, "textarea#question")
+    page.keyboard.type("total revenue by month")
+    press("Enter")
+    answer = page.locator("article.message-answer").last
+    expect(answer.locator(".chart svg.marks")).to_be_visible(timeout=30_000)
+    assert _focused_is(page, "textarea#question"), page.evaluate(FOCUSED)  # ready for a follow-up
+    keys.shot("answer")
+
+    # Back from the question box to the answer's actions: Pin to dashboard, onto "Sales".
+    _tab_to(page, "article.message-answer a[href*='/dashboards/pin/answers/']", backwards=True)
+    keys.shot("answer-actions")
+    press("Enter")
+    expect(page).to_have_url(re.compile(r"/dashboards/pin/answers/\d+/$"))
+    _tab_to(page, "select[name=dashboard]")
+    press("ArrowDown")  # from "A new dashboard…" to Sales
+    expect(page.locator("select[name=dashboard]")).to_have_value(str(Dashboard.objects.get().pk))
+    _tab_to(page, "form[action='/dashboards/pin/'] button[type=submit]")
+    press("Enter")
+    expect(page).to_have_url(re.compile(r"/dashboards/\d+/$"))
+    orders, pinned = Widget.objects.order_by("position")
+    loaded = "article.widget:not(.widget-loading)"
+    expect(page.locator(loaded)).to_have_count(2, timeout=30_000)
+
+    # Move the pinned widget before the KPI with its ← button; the focus stays on the button.
+    _tab_to(page, f"#move-earlier-{pinned.pk}")
+    press("Enter")
+    expect(page.locator("article.widget").first).to_have_id(f"widget-{pinned.pk}")
+    expect(page.locator(loaded)).to_have_count(2, timeout=30_000)
+    assert _focused_is(page, f"#move-earlier-{pinned.pk}"), page.evaluate(FOCUSED)
+    assert [w.pk for w in Widget.objects.order_by("position")] == [pinned.pk, orders.pk]
+
+    # Make it wider with the arrow keys on its width select (saved at once).
+    _tab_to(page, f"#width-{pinned.pk}")
+    width = page.locator(f"#width-{pinned.pk}").input_value()
+    press("ArrowDown")
+    expect(page.locator(f"#widget-{pinned.pk}")).not_to_have_class(re.compile(rf"\bw-{width}\b"))
+    expect(page.locator(loaded)).to_have_count(2, timeout=30_000)
+    pinned.refresh_from_db()
+    assert pinned.width > int(width)
+    assert _focused_is(page, f"#width-{pinned.pk}"), page.evaluate(FOCUSED)
+    keys.shot("dashboard-arranged")
+
+    # Its menu opens with Enter; Create alert opens the alert form with the widget's metric.
+    _tab_to(page, f"#widget-{pinned.pk} summary")
+    press("Enter")
+    expect(page.locator(f"#widget-{pinned.pk} details.widget-menu")).to_have_attribute("open", "")
+    _tab_to(page, f"#widget-{pinned.pk} a[href*='/alerts/new/']")
+    keys.shot("widget-menu")
+    press("Enter")
+    expect(page).to_have_url(re.compile(rf"/alerts/new/\?widget={pinned.pk}$"))
+    _tab_to(page, "input[name=name]")
+    assert page.evaluate("document.activeElement.value") == pinned.title
+    keys.shot("alert-form")
+
+    keys.assert_clean()
