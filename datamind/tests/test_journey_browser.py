@@ -101,7 +101,7 @@ def stack(demo_warehouse_dir, settings, fake_llm, celery_processes, asgi_servers
     return asgi_servers.start()
 
 
-def _reload_until_visible(page: Page, locator, *, timeout_s: float = 20) -> None:
+def _reload_until_visible(page: Page, locator, *, timeout_s: float = 45) -> None:
     """What a user does while something happens in the background: look, reload, look again."""
     for _ in range(int(timeout_s * 2)):
         if locator.count() and locator.first.is_visible():
