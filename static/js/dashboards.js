@@ -39,6 +39,24 @@
     dragged = null;
   });
 
+  // Moving or resizing a widget from the keyboard re-renders the grid, and a tile may get its
+  // controls only when its own request has loaded it: the control that had the focus gets it back
+  // as soon as it exists again, unless the focus has gone elsewhere by then.
+  var refocus = null;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var focused = document.activeElement;
+    if (event.detail.target.id === "widget-grid" && focused && focused.id && event.detail.target.contains(focused)) {
+      refocus = focused.id;
+    }
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (!refocus) return;
+    var focused = document.activeElement;
+    if (focused && focused !== document.body) { refocus = null; return; }
+    var control = document.getElementById(refocus);
+    if (control) { control.focus(); refocus = null; }
+  });
+
   // Refreshes arrive over the socket; the page says whether it is listening.
   document.body.addEventListener("htmx:wsOpen", function () { document.body.dataset.socket = "open"; });
   document.body.addEventListener("htmx:wsClose", function () { document.body.dataset.socket = "closed"; });
