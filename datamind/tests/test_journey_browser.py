@@ -401,10 +401,17 @@ def test_the_main_flows_work_from_the_keyboard_alone_with_the_focus_always_shown
     _focus_comes_back_to(page, f"#width-{pinned.pk}")
     keys.shot("dashboard-arranged")
 
-    # Its menu opens with Enter; Create alert opens the alert form with the widget's metric.
+    # Its menu opens with Enter and closes with Escape, the focus back on its button; Create alert
+    # opens the alert form with the widget's metric.
+    menu = page.locator(f"#widget-{pinned.pk} details.widget-menu")
     _tab_to(page, f"#widget-{pinned.pk} summary")
     press("Enter")
-    expect(page.locator(f"#widget-{pinned.pk} details.widget-menu")).to_have_attribute("open", "")
+    expect(menu).to_have_attribute("open", "")
+    press("Escape")
+    expect(menu).not_to_have_attribute("open", "")
+    assert page.evaluate("document.activeElement.matches('details.widget-menu > summary')")
+    press("Enter")
+    expect(menu).to_have_attribute("open", "")
     _tab_to(page, f"#widget-{pinned.pk} a[href*='/alerts/new/']")
     keys.shot("widget-menu")
     press("Enter")
