@@ -159,6 +159,7 @@ class SubscriptionDelivery(models.Model):
     scheduled_for = models.DateTimeField()
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     note = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
 

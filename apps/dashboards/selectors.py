@@ -1,8 +1,8 @@
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from apps.accounts.models import Organization, Role, User
 from apps.chat.models import ChatMessage, MessageRole
-from apps.dashboards.models import Dashboard, Subscription, Visibility, Widget
+from apps.dashboards.models import Dashboard, Subscription, SubscriptionDelivery, Visibility, Widget
 
 # `org` may be an organisation or its id: the views pass the session user's `org_id`, so a
 # request that needs nothing else of the org does not load it.
@@ -68,7 +68,17 @@ def editable_dashboards(*, org: Organization, user: User) -> QuerySet[Dashboard]
 
 
 def subscription_list(*, dashboard: Dashboard) -> QuerySet[Subscription]:
-    return dashboard.subscriptions.select_related("created_by").order_by("id")
+    """The dashboard's subscriptions, each with its latest delivery's status, time and note."""
+    latest = SubscriptionDelivery.objects.filter(subscription=OuterRef("pk")).order_by("-scheduled_for")
+    return (
+        dashboard.subscriptions.select_related("created_by")
+        .annotate(
+            last_status=Subquery(latest.values("status")[:1]),
+            last_scheduled_for=Subquery(latest.values("scheduled_for")[:1]),
+            last_note=Subquery(latest.values("note")[:1]),
+        )
+        .order_by("id")
+    )
 
 
 def subscription_get(*, dashboard: Dashboard, pk: int) -> Subscription:

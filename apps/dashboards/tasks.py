@@ -2,7 +2,11 @@ from celery import shared_task
 
 from apps.dashboards.models import Dashboard, SubscriptionDelivery
 from apps.dashboards.services.refresh import dashboard_refresh, dashboards_claim_due
-from apps.dashboards.services.subscriptions import subscription_deliver, subscriptions_claim_due
+from apps.dashboards.services.subscriptions import (
+    subscription_deliver,
+    subscription_deliveries_stalled_fail,
+    subscriptions_claim_due,
+)
 from datamind.lib.schedules import Schedule
 
 
@@ -29,6 +33,7 @@ def subscription_deliver_task(delivery_id: int) -> None:
 
 @shared_task(ignore_result=True, expires=50)
 def subscriptions_send_due_task() -> None:
+    subscription_deliveries_stalled_fail()
     for delivery_id in subscriptions_claim_due():
         subscription_deliver_task.delay(delivery_id)
 

@@ -38,6 +38,12 @@ from apps.dashboards.services.schedule import cron_next, zone_of
 from apps.dashboards.services.widgets import WidgetData, dashboard_results
 
 logger = structlog.get_logger(__name__)
+# Far longer than a send takes (queries, charts, SMTP): a delivery sending for longer has no worker.
+STALLED_AFTER = dt.timedelta(minutes=30)
+STALLED_NOTE = (
+    "The worker stopped while sending this e-mail; some recipients may have received it. "
+    "It is not sent again, so that nobody gets it twice."
+)
 
 _UNSUBSCRIBE_SALT = "dashboards.unsubscribe"
 MAX_RECIPIENTS = 50
@@ -151,9 +157,19 @@ def subscriptions_claim_due(*, at: dt.datetime | None = None) -> list[int]:
 
 def _claim(delivery_id: int) -> bool:
     claimed = SubscriptionDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-        status=DeliveryStatus.SENDING
+        status=DeliveryStatus.SENDING, claimed_at=timezone.now()
     )
     return bool(claimed)
+
+
+def subscription_deliveries_stalled_fail(*, at: dt.datetime | None = None) -> int:
+    """Deliveries still "sending" long after their claim: the worker stopped mid-send. They are
+    marked failed with a note for the subscription's page, not sent again (some recipients may
+    have had the e-mail already, and nobody gets two). Returns how many."""
+    at = at or timezone.now()
+    return SubscriptionDelivery.objects.filter(
+        status=DeliveryStatus.SENDING, claimed_at__lt=at - STALLED_AFTER
+    ).update(status=DeliveryStatus.FAILED, note=STALLED_NOTE)
 
 
 def _attachments(subscription: Subscription, results: list[WidgetData]) -> tuple[list, list[str]]:

@@ -17,7 +17,7 @@ from apps.dashboards.services.subscriptions import (
     subscriptions_claim_due,
     unsubscribe_token,
 )
-from apps.dashboards.tasks import subscription_deliver_task
+from apps.dashboards.tasks import subscription_deliver_task, subscriptions_send_due_task
 from apps.dashboards.tests.factories import WidgetFactory
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +161,37 @@ def test_the_subscriptions_page_makes_a_weekly_subscription(client, personas, da
     assert response.status_code == 302
     subscription = Subscription.objects.get()
     assert subscription.cron == "30 7 * * 1" and subscription.recipients == [personas.analyst.email]
+
+
+def test_a_delivery_whose_worker_stopped_mid_send_is_marked_failed_not_resent(client, subscription, personas):
+    now = timezone.now()
+    stalled, recent = (
+        SubscriptionDelivery.objects.create(
+            subscription=subscription, scheduled_for=now - age, status=DeliveryStatus.SENDING,
+            claimed_at=now - age,
+        )
+        for age in (dt.timedelta(hours=1), dt.timedelta(minutes=2))
+    )  # fmt: skip
+
+    subscriptions_send_due_task()
+
+    stalled.refresh_from_db()
+    recent.refresh_from_db()
+    assert stalled.status == DeliveryStatus.FAILED and "may have received it" in stalled.note
+    assert recent.status == DeliveryStatus.SENDING and mail.outbox == []
+    client.force_login(personas.analyst)
+    page = client.get(reverse("dashboards:subscriptions", args=[subscription.dashboard_id])).content.decode()
+    assert "Sending" in page  # the latest delivery is the recent one
+
+
+def test_the_subscriptions_page_shows_each_subscriptions_last_email(client, subscription, personas):
+    client.force_login(personas.analyst)
+    url = reverse("dashboards:subscriptions", args=[subscription.dashboard_id])
+    assert "None yet" in client.get(url).content.decode()
+
+    _due(subscription)
+    for delivery_id in subscriptions_claim_due():
+        subscription_deliver_task(delivery_id)
+
+    page = client.get(url).content.decode()
+    assert "None yet" not in page and ">Sent</span>" in page
