@@ -150,7 +150,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        # Django's Redis backend with one client per process (datamind/lib/cache.py).
+        "default": {"BACKEND": "datamind.lib.cache.RedisCache", "LOCATION": REDIS_URL},
         # Rate limits fail open while Redis is away (see the backend's docstring).
         "ratelimit": {"BACKEND": "datamind.lib.cache.RateLimitCache", "LOCATION": REDIS_URL},
     }

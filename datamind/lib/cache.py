@@ -1,12 +1,49 @@
-"""Cache backends of our own."""
+"""Cache backends of our own: Django's Redis cache with one client per process, and the rate
+limits' cache that fails open."""
 
+from threading import Lock
 from typing import Any
 
 import structlog
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
 from redis.exceptions import RedisError
 
 logger = structlog.get_logger(__name__)
+
+_clients: dict[tuple[str, str], Any] = {}
+_clients_lock = Lock()
+
+
+class SharedRedisCacheClient(RedisCacheClient):
+    """Django's Redis cache client, with one `redis.Redis` (and its connection pool) per server
+    for the whole process.
+
+    Django builds a new `redis.Redis` for every operation, and under ASGI a new cache object (so a
+    new connection pool) for every request: each request opened a new connection to Redis and
+    built a client, whose driver info reads redis-py's package metadata from disk. That cost about
+    a third of a warm dashboard widget's CPU (bench/dashboard.py, profiled). A `redis.Redis` is
+    safe to share between threads (it takes a pooled connection per command), and its pool opens
+    new connections after a fork (Celery's prefork workers).
+    """
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        server = self._servers[self._get_connection_pool_index(write)]
+        shared = (server, repr(sorted(self._pool_options.items(), key=lambda item: item[0])))
+        client = _clients.get(shared)
+        if client is None:
+            with _clients_lock:
+                client = _clients.get(shared)
+                if client is None:
+                    pool = self._pool_class.from_url(server, **self._pool_options)
+                    client = _clients[shared] = self._client(connection_pool=pool)
+        return client
+
+
+class RedisCache(DjangoRedisCache):
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = SharedRedisCacheClient
 
 
 class RateLimitCache(RedisCache):
