@@ -151,25 +151,27 @@ def question_clean(text: str) -> str:
 
 def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     """The last few question/answer pairs of the session, oldest first, for follow-ups."""
-    # Only what a turn needs: an answer's row preview and chart (its data included) can be large.
-    messages = list(
+    # Only what a turn needs, as plain values: an answer's row preview and chart (its data
+    # included) can be large, and model instances deferring the rest reloaded each message's
+    # session id with a query of its own.
+    messages = (
         session.messages.filter(created_at__lt=before.created_at)
-        .only("role", "content", "sql", "columns", "row_count")
-        .order_by("-created_at")[:20]
+        .order_by("-created_at")
+        .values("role", "content", "sql", "columns", "row_count")[:20]
     )
     turns: list[Turn] = []
-    answer: ChatMessage | None = None
+    answer: dict[str, Any] | None = None
     for message in messages:
-        if message.role == MessageRole.ASSISTANT:
+        if message["role"] == MessageRole.ASSISTANT:
             answer = message
-        elif message.role == MessageRole.USER:
+        elif message["role"] == MessageRole.USER:
             turns.append(
                 Turn(
-                    question=message.content,
-                    sql=answer.sql if answer else "",
-                    columns=[c["name"] for c in answer.columns] if answer else [],
-                    row_count=answer.row_count if answer else None,
-                    analysis=answer.content if answer else "",
+                    question=message["content"],
+                    sql=answer["sql"] if answer else "",
+                    columns=[c["name"] for c in answer["columns"]] if answer else [],
+                    row_count=answer["row_count"] if answer else None,
+                    analysis=answer["content"] if answer else "",
                 )
             )
             answer = None

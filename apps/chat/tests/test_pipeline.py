@@ -9,10 +9,13 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.billing.models import UsageRecord
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.routing import websocket_urlpatterns
+from apps.chat.services.pipeline import _prepare
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -323,3 +326,25 @@ async def test_every_model_call_is_settled_in_the_ledger_and_nothing_stays_reser
         lambda: sorted(message.usage_records.values_list("input_tokens", flat=True))
     )()
     assert linked == [150, 400]
+
+
+def test_preparing_a_question_takes_as_many_queries_in_a_long_chat_as_in_a_short_one(chat_session):
+    def turns_add(count: int) -> None:
+        for n in range(count):
+            ChatMessage.objects.create(session=chat_session, role=MessageRole.USER, content=f"question {n}")
+            ChatMessage.objects.create(
+                session=chat_session, role=MessageRole.ASSISTANT, sql="SELECT 1", columns=[{"name": "x"}]
+            )
+
+    def queries_to_prepare(text: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            prepared = _prepare(chat_session, text)
+        assert any(turn.sql == "SELECT 1" for turn in prepared.history)
+        return len(queries)
+
+    turns_add(1)
+    queries_to_prepare("the first question loads the catalogue's index")
+    short = queries_to_prepare("a follow-up")
+    turns_add(8)
+
+    assert queries_to_prepare("a follow-up in a long chat") == short
