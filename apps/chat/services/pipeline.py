@@ -38,7 +38,7 @@ from apps.chat.services.context import (
     schema_link,
     sql_extract,
 )
-from apps.chat.services.providers import provider_for_org
+from apps.chat.services.providers import provider_for_org, provider_for_settings
 from apps.connections.engines.base import EngineError, TableInfo
 from apps.connections.models import Connection
 from apps.connections.safety import UnsafeSQLError
@@ -203,8 +203,11 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
     if not session.title:
         session.title = text[:120]
     session.save(update_fields=["updated_at", "title"])
-    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile.
-    connection = Connection.objects.filter(pk=session.connection_id).first()
+    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile. The
+    # org's model settings come in the same query (one trip to the database fewer per question).
+    connection = (
+        Connection.objects.select_related("org__llm_settings").filter(pk=session.connection_id).first()
+    )
     tables: list[TableInfo] = []
     if connection is not None:
         # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
@@ -215,8 +218,14 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
         connection=connection,
         tables=tables,
         history=_history(session, question),
-        provider=provider_for_org(session.org),
+        provider=provider_for_org(session.org) if connection is None else _provider_of(connection),
     )
+
+
+def _provider_of(connection: Connection) -> Provider:
+    """The provider of the connection's org, whose settings were loaded with it."""
+    # The reverse one-to-one raises (an AttributeError) when the org saved none.
+    return provider_for_settings(getattr(connection.org, "llm_settings", None))
 
 
 async def _stream(provider: Provider, prompt: Prompt, emit: Emit, kind: str) -> tuple[str, Usage]:
