@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from apps.accounts.models import User
+from apps.accounts.models import Organization, User
 from apps.billing.models import Purpose, UsageRecord
 from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
@@ -134,6 +134,7 @@ class _Answer:
 @dataclass
 class _Prepared:
     question: ChatMessage
+    org: Organization
     connection: Connection | None
     tables: list[TableInfo]
     history: list[Turn]
@@ -213,19 +214,21 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
         # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
         index = schema_index_cached(_catalogue_key(connection))
         tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
+    if connection is None:
+        org, provider = session.org, provider_for_org(session.org)
+    else:
+        # The org's model settings came with the connection; the reverse one-to-one raises (an
+        # AttributeError) when it saved none.
+        org = connection.org
+        provider = provider_for_settings(getattr(org, "llm_settings", None))
     return _Prepared(
         question=question,
+        org=org,
         connection=connection,
         tables=tables,
         history=_history(session, question),
-        provider=provider_for_org(session.org) if connection is None else _provider_of(connection),
+        provider=provider,
     )
-
-
-def _provider_of(connection: Connection) -> Provider:
-    """The provider of the connection's org, whose settings were loaded with it."""
-    # The reverse one-to-one raises (an AttributeError) when the org saved none.
-    return provider_for_settings(getattr(connection.org, "llm_settings", None))
 
 
 async def _stream(provider: Provider, prompt: Prompt, emit: Emit, kind: str) -> tuple[str, Usage]:
@@ -258,7 +261,7 @@ async def _call_model(
     give the reservation back if the call fails or is stopped."""
     session = prepared.question.session
     reservation = await _off_loop(budget_reserve)(
-        org=session.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
+        org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
     )
     try:
         reply, usage = await _stream(prepared.provider, prompt, emit, kind)
