@@ -86,7 +86,6 @@ def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
 
 
 class Phase:
-    TABLES = "Finding tables"
     WRITING = "Writing SQL"
     REPAIRING = "Fixing the SQL"
     RUNNING = "Running query"
@@ -95,7 +94,7 @@ class Phase:
 
 @dataclass
 class Event:
-    """Something the user should see now. `kind` is one of: question, phase, tables, token, sql,
+    """Something the user should see now. `kind` is one of: question, phase, token, sql,
     attempt_failed, result, analysis_token, done."""
 
     kind: str
@@ -315,9 +314,8 @@ async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInf
     connection = prepared.connection
     for attempt in range(MAX_ATTEMPTS):
         started = time.perf_counter()
-        await emit(
-            Event("phase", {"phase": Phase.REPAIRING if attempt else Phase.WRITING, "attempt": attempt + 1})
-        )
+        if attempt:  # the first attempt's phase was shown with the question
+            await emit(Event("phase", {"phase": Phase.REPAIRING, "attempt": attempt + 1}))
         context = QuestionContext(
             question=prepared.question.content,
             dialect=connection.dialect,
@@ -453,10 +451,22 @@ async def _answer_question(
     answered: list[ChatMessage],
 ) -> None:
     """Answer and save the answer, also when stopped, into `answered`."""
-    await emit(Event("question", {"message": prepared.question}))
     answer = _Answer()
+    tables = _tables_for(prepared, answer)
+    # The question appears with the tables it will use and its first phase: one fragment, so one
+    # WebSocket frame where there were four, each a cost on the event loop every chat shares.
+    await emit(
+        Event(
+            "question",
+            {
+                "message": prepared.question,
+                "tables": answer.tables_used,
+                "phase": Phase.WRITING if tables else "",
+            },
+        )
+    )
     try:
-        await _answer(prepared, answer, emit, user)
+        await _answer(prepared, answer, tables, emit, user)
     except asyncio.CancelledError:
         answer.status = MessageStatus.CANCELLED
         answer.error = "Stopped."
@@ -465,7 +475,26 @@ async def _answer_question(
     answered.append(await _finish(session, prepared, answer, user, started))
 
 
-async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) -> None:
+def _tables_for(prepared: _Prepared, answer: _Answer) -> list[TableInfo]:
+    """The catalogue's tables the question needs (none without a connection or a catalogue)."""
+    if prepared.connection is None or not prepared.tables:
+        return []
+    started = time.perf_counter()
+    tables = schema_link(
+        prepared.tables,
+        prepared.question.content,
+        prepared.history,
+        token_budget=CONTEXT_TOKEN_BUDGET,
+        cache_key=_catalogue_key(prepared.connection),
+    )
+    answer.tables_used = [t.qualified_name for t in tables]
+    answer.timings["context_ms"] = _ms(started)
+    return tables
+
+
+async def _answer(
+    prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit, user: User
+) -> None:
     if prepared.connection is None:
         answer.status = MessageStatus.ERROR
         answer.error = "This chat's connection was deleted. Start a new chat with another connection."
@@ -477,19 +506,6 @@ async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) 
             "Ask an admin to refresh the schema on the connection's page, then ask again."
         )
         return
-    await emit(Event("phase", {"phase": Phase.TABLES}))
-    started = time.perf_counter()
-    connection = prepared.connection
-    tables = schema_link(
-        prepared.tables,
-        prepared.question.content,
-        prepared.history,
-        token_budget=CONTEXT_TOKEN_BUDGET,
-        cache_key=_catalogue_key(connection),
-    )
-    answer.tables_used = [t.qualified_name for t in tables]
-    answer.timings["context_ms"] = _ms(started)
-    await emit(Event("tables", {"tables": answer.tables_used}))
     try:
         executed = await _write_sql(prepared, answer, tables, emit, user)
         if executed is None:

@@ -186,6 +186,19 @@ async def test_stop_closes_the_model_stream_and_saves_a_stopped_answer(fake_llm,
     assert await asyncio.to_thread(fake_llm.wait_for_disconnect, 5)
 
 
+async def test_the_question_its_tables_and_its_first_phase_arrive_in_one_frame(fake_llm, chat_session):
+    fake_llm.script(sql_reply(SQL_BY_REGION))
+    fake_llm.script("Totals by region.")
+    communicator = await connect(chat_session)
+
+    frames = [frame for _, frame in await ask(communicator, "total sales by region")]
+    await communicator.disconnect()
+
+    assert "total sales by region" in frames[0] and "Writing SQL…" in frames[0]
+    assert "Using 2 tables: main.regions, main.sales" in frames[0]
+    assert "beforeend:#answer-text" in frames[1]
+
+
 async def test_a_follow_up_sends_the_previous_question_and_sql_to_the_model(fake_llm, chat_session):
     fake_llm.script(sql_reply(SQL_BY_REGION))
     fake_llm.script("Totals by region.")
