@@ -146,7 +146,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Django's Redis backend with one client per connection pool (datamind/lib/cache.py).
+    CACHES = {"default": {"BACKEND": "datamind.lib.cache.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
         # Redis pub/sub: every web process subscribes to the groups its sockets joined. The list-based
         # RedisChannelLayer lost about one push in twenty across processes in the multi-process test

@@ -73,7 +73,7 @@ def test_production_uses_postgres_and_redis(production: dict[str, str]):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "postgresql",
-        "django.core.cache.backends.redis.RedisCache",
+        "datamind.lib.cache.RedisCache",
         "redis://127.0.0.1:6379/0",
         "True",
     ]
