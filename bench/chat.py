@@ -3,6 +3,7 @@ and the latency DataMind adds to a streamed answer.
 
     .venv/bin/python bench/chat.py            # about two minutes
     .venv/bin/python bench/chat.py --quick    # fewer timed questions, for a smoke run
+    .venv/bin/python bench/chat.py --pool 0   # a new Postgres connection per database trip
 
 Sections 1 and 2 need no database and no Django setup: the context functions are pure. Section 3
 sets up (and always removes) its own scratch Postgres database, Redis db 5 and warehouse folder.
@@ -22,7 +23,8 @@ sets up (and always removes) its own scratch Postgres database, Redis db 5 and w
    key such as (connection id, catalogue version)) plus `schema_render`; p50 and p95 over
    generated questions.
 3. Streaming latency. One real daphne process serves DataMind, with a scratch Postgres database
-   (migrated here), Redis db 5 for the channel layer and cache, an org whose DuckDB connection
+   (migrated here) reached through a pool of 8 connections as deploy/ gives a web process (`--pool`),
+   Redis db 5 for the channel layer and cache, an org whose DuckDB connection
    has a fresh catalogue, and one analyst per chat logged in through a real session cookie. The
    language model is the FakeLLMServer in this process (datamind/lib/fake_llm.py), found by the
    SDK through ANTHROPIC_BASE_URL, streaming a fixed SQL reply in 20 chunks 20 ms apart and a
@@ -616,7 +618,7 @@ def world_create(chats: int) -> list[Chat]:
 
 
 @contextlib.contextmanager
-def scratch_world(tmp: Path, chats: int) -> Iterator[tuple[dict[str, str], list[Chat]]]:
+def scratch_world(tmp: Path, chats: int, pool: int) -> Iterator[tuple[dict[str, str], list[Chat]]]:
     """A scratch Postgres database, Redis db and warehouse folder for DataMind, set up in this
     process (Django configured on them) and always removed; yields daphne's environment."""
     import environ
@@ -646,6 +648,11 @@ def scratch_world(tmp: Path, chats: int) -> Iterator[tuple[dict[str, str], list[
         "REDIS_URL": BENCH_REDIS_URL,
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # The settings force CONN_MAX_AGE=0, so without a pool every trip of the pipeline to its
+        # database threads opens a new Postgres connection; web processes take theirs from a pool,
+        # 8 as deploy/docker-compose.yml gives them (--pool 0: a new connection per trip, as
+        # `make run` without the variable).
+        "DATABASE_POOL_MAX_SIZE": str(pool),
         "CONNECTIONS_FILE_ROOT": str(warehouses),
         "DATAMIND_VAR_DIR": str(tmp / "var"),
     }
@@ -838,7 +845,7 @@ async def streaming_run(
     return StreamingRun(sdk_new, sdk_reused, cold, sequential, concurrent, connect_ms, cpu_ms)
 
 
-def bench_streaming(sizes: Sizes) -> list[Line]:
+def bench_streaming(sizes: Sizes, pool: int) -> list[Line]:
     from datamind.lib import fake_llm
     from datamind.lib.fake_llm import DEFAULT_API_KEY, FakeLLMServer
 
@@ -852,7 +859,7 @@ def bench_streaming(sizes: Sizes) -> list[Line]:
         FakeLLMServer(default=clock.responder) as fake,
     ):
         tmp = Path(folder)
-        with scratch_world(tmp, CONCURRENT_CHATS + 1) as (environment, chats):
+        with scratch_world(tmp, CONCURRENT_CHATS + 1, pool) as (environment, chats):
             environment = {
                 **environment,
                 "ANTHROPIC_BASE_URL": fake.url,
@@ -948,17 +955,17 @@ def streaming_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
     return lines
 
 
-def main(sizes: Sizes) -> None:
+def main(sizes: Sizes, pool: int) -> None:
     started = time.perf_counter()
     print(
         f"DataMind chat path: Python {platform.python_version()}, {os.cpu_count()} CPUs,"
-        f" load average {os.getloadavg()[0]:.1f}"
+        f" load average {os.getloadavg()[0]:.1f}, pool of {pool} Postgres connections"
     )
     # More sections are added here as functions returning Lines.
     benches: list[tuple[str, Callable[[], list[Line]]]] = [
         ("Spider schema linking", bench_spider_recall),
         ("context time", lambda: bench_context_time(sizes)),
-        ("streaming latency", lambda: bench_streaming(sizes)),
+        ("streaming latency", lambda: bench_streaming(sizes, pool)),
     ]
     lines: list[Line] = []
     for title, bench in benches:
@@ -974,4 +981,8 @@ def main(sizes: Sizes) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed questions, for a smoke run")
-    main(QUICK if parser.parse_args().quick else FULL)
+    parser.add_argument(
+        "--pool", type=int, default=8, help="daphne's Postgres pool size (0: a new connection per trip)"
+    )
+    args = parser.parse_args()
+    main(QUICK if args.quick else FULL, args.pool)

@@ -16,7 +16,6 @@ from apps.chat.services.pipeline import Event
 _TEMPLATES = {
     "question": "chat/partials/turn_start.html",
     "phase": "chat/partials/event_phase.html",
-    "tables": "chat/partials/event_tables.html",
     "token": "chat/partials/event_token.html",
     "sql": "chat/partials/event_sql.html",
     "attempt_failed": "chat/partials/event_attempt.html",

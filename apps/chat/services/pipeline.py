@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from apps.accounts.models import User
+from apps.accounts.models import Organization, User
 from apps.billing.models import Purpose, UsageRecord
 from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
@@ -38,7 +38,7 @@ from apps.chat.services.context import (
     schema_link,
     sql_extract,
 )
-from apps.chat.services.providers import provider_for_org
+from apps.chat.services.providers import provider_for_org, provider_for_settings
 from apps.connections.engines.base import EngineError, TableInfo
 from apps.connections.models import Connection
 from apps.connections.safety import UnsafeSQLError
@@ -86,7 +86,6 @@ def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
 
 
 class Phase:
-    TABLES = "Finding tables"
     WRITING = "Writing SQL"
     REPAIRING = "Fixing the SQL"
     RUNNING = "Running query"
@@ -95,7 +94,7 @@ class Phase:
 
 @dataclass
 class Event:
-    """Something the user should see now. `kind` is one of: question, phase, tables, token, sql,
+    """Something the user should see now. `kind` is one of: question, phase, token, sql,
     attempt_failed, result, analysis_token, done."""
 
     kind: str
@@ -134,6 +133,7 @@ class _Answer:
 @dataclass
 class _Prepared:
     question: ChatMessage
+    org: Organization
     connection: Connection | None
     tables: list[TableInfo]
     history: list[Turn]
@@ -151,25 +151,27 @@ def question_clean(text: str) -> str:
 
 def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     """The last few question/answer pairs of the session, oldest first, for follow-ups."""
-    # Only what a turn needs: an answer's row preview and chart (its data included) can be large.
-    messages = list(
+    # Only what a turn needs, as plain values: an answer's row preview and chart (its data
+    # included) can be large, and model instances deferring the rest reloaded each message's
+    # session id with a query of its own.
+    messages = (
         session.messages.filter(created_at__lt=before.created_at)
-        .only("role", "content", "sql", "columns", "row_count")
-        .order_by("-created_at")[:20]
+        .order_by("-created_at")
+        .values("role", "content", "sql", "columns", "row_count")[:20]
     )
     turns: list[Turn] = []
-    answer: ChatMessage | None = None
+    answer: dict[str, Any] | None = None
     for message in messages:
-        if message.role == MessageRole.ASSISTANT:
+        if message["role"] == MessageRole.ASSISTANT:
             answer = message
-        elif message.role == MessageRole.USER:
+        elif message["role"] == MessageRole.USER:
             turns.append(
                 Turn(
-                    question=message.content,
-                    sql=answer.sql if answer else "",
-                    columns=[c["name"] for c in answer.columns] if answer else [],
-                    row_count=answer.row_count if answer else None,
-                    analysis=answer.content if answer else "",
+                    question=message["content"],
+                    sql=answer["sql"] if answer else "",
+                    columns=[c["name"] for c in answer["columns"]] if answer else [],
+                    row_count=answer["row_count"] if answer else None,
+                    analysis=answer["content"] if answer else "",
                 )
             )
             answer = None
@@ -201,19 +203,30 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
     if not session.title:
         session.title = text[:120]
     session.save(update_fields=["updated_at", "title"])
-    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile.
-    connection = Connection.objects.filter(pk=session.connection_id).first()
+    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile. The
+    # org's model settings come in the same query (one trip to the database fewer per question).
+    connection = (
+        Connection.objects.select_related("org__llm_settings").filter(pk=session.connection_id).first()
+    )
     tables: list[TableInfo] = []
     if connection is not None:
         # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
         index = schema_index_cached(_catalogue_key(connection))
         tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
+    if connection is None:
+        org, provider = session.org, provider_for_org(session.org)
+    else:
+        # The org's model settings came with the connection; the reverse one-to-one raises (an
+        # AttributeError) when it saved none.
+        org = connection.org
+        provider = provider_for_settings(getattr(org, "llm_settings", None))
     return _Prepared(
         question=question,
+        org=org,
         connection=connection,
         tables=tables,
         history=_history(session, question),
-        provider=provider_for_org(session.org),
+        provider=provider,
     )
 
 
@@ -247,7 +260,7 @@ async def _call_model(
     give the reservation back if the call fails or is stopped."""
     session = prepared.question.session
     reservation = await _off_loop(budget_reserve)(
-        org=session.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
+        org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
     )
     try:
         reply, usage = await _stream(prepared.provider, prompt, emit, kind)
@@ -301,9 +314,8 @@ async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInf
     connection = prepared.connection
     for attempt in range(MAX_ATTEMPTS):
         started = time.perf_counter()
-        await emit(
-            Event("phase", {"phase": Phase.REPAIRING if attempt else Phase.WRITING, "attempt": attempt + 1})
-        )
+        if attempt:  # the first attempt's phase was shown with the question
+            await emit(Event("phase", {"phase": Phase.REPAIRING, "attempt": attempt + 1}))
         context = QuestionContext(
             question=prepared.question.content,
             dialect=connection.dialect,
@@ -439,10 +451,22 @@ async def _answer_question(
     answered: list[ChatMessage],
 ) -> None:
     """Answer and save the answer, also when stopped, into `answered`."""
-    await emit(Event("question", {"message": prepared.question}))
     answer = _Answer()
+    tables = _tables_for(prepared, answer)
+    # The question appears with the tables it will use and its first phase: one fragment, so one
+    # WebSocket frame where there were four, each a cost on the event loop every chat shares.
+    await emit(
+        Event(
+            "question",
+            {
+                "message": prepared.question,
+                "tables": answer.tables_used,
+                "phase": Phase.WRITING if tables else "",
+            },
+        )
+    )
     try:
-        await _answer(prepared, answer, emit, user)
+        await _answer(prepared, answer, tables, emit, user)
     except asyncio.CancelledError:
         answer.status = MessageStatus.CANCELLED
         answer.error = "Stopped."
@@ -451,7 +475,26 @@ async def _answer_question(
     answered.append(await _finish(session, prepared, answer, user, started))
 
 
-async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) -> None:
+def _tables_for(prepared: _Prepared, answer: _Answer) -> list[TableInfo]:
+    """The catalogue's tables the question needs (none without a connection or a catalogue)."""
+    if prepared.connection is None or not prepared.tables:
+        return []
+    started = time.perf_counter()
+    tables = schema_link(
+        prepared.tables,
+        prepared.question.content,
+        prepared.history,
+        token_budget=CONTEXT_TOKEN_BUDGET,
+        cache_key=_catalogue_key(prepared.connection),
+    )
+    answer.tables_used = [t.qualified_name for t in tables]
+    answer.timings["context_ms"] = _ms(started)
+    return tables
+
+
+async def _answer(
+    prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit, user: User
+) -> None:
     if prepared.connection is None:
         answer.status = MessageStatus.ERROR
         answer.error = "This chat's connection was deleted. Start a new chat with another connection."
@@ -463,19 +506,6 @@ async def _answer(prepared: _Prepared, answer: _Answer, emit: Emit, user: User) 
             "Ask an admin to refresh the schema on the connection's page, then ask again."
         )
         return
-    await emit(Event("phase", {"phase": Phase.TABLES}))
-    started = time.perf_counter()
-    connection = prepared.connection
-    tables = schema_link(
-        prepared.tables,
-        prepared.question.content,
-        prepared.history,
-        token_budget=CONTEXT_TOKEN_BUDGET,
-        cache_key=_catalogue_key(connection),
-    )
-    answer.tables_used = [t.qualified_name for t in tables]
-    answer.timings["context_ms"] = _ms(started)
-    await emit(Event("tables", {"tables": answer.tables_used}))
     try:
         executed = await _write_sql(prepared, answer, tables, emit, user)
         if executed is None:

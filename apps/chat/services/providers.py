@@ -62,8 +62,7 @@ def _environment_provider() -> str:
     return ProviderKind.BUILTIN.value
 
 
-def _choice(org: Organization) -> _Choice:
-    llm = llm_settings_get(org)
+def _choice(llm: LLMSettings | None) -> _Choice:
     if llm is not None:
         model, api_key, base_url = _environment(llm.provider)
         return _Choice(
@@ -102,13 +101,19 @@ def llm_settings_get(org: Organization) -> LLMSettings | None:
 
 def provider_for_org(org: Organization) -> Provider:
     """The provider that answers this organisation's questions, ready to stream."""
-    choice = _choice(org)
+    return provider_for_settings(llm_settings_get(org))
+
+
+def provider_for_settings(llm: LLMSettings | None) -> Provider:
+    """The provider for an organisation's saved settings (None: it saved none), for a caller that
+    loaded them along with something else."""
+    choice = _choice(llm)
     return provider_class(choice.name)(model=choice.model, api_key=choice.api_key, base_url=choice.base_url)
 
 
 def provider_description(org: Organization) -> ProviderDescription:
     """What the UI says about the language model in use, and where that choice comes from."""
-    choice = _choice(org)
+    choice = _choice(llm_settings_get(org))
     return ProviderDescription(
         name=choice.name,
         label=provider_class(choice.name).label,

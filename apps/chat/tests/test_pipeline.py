@@ -9,10 +9,13 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.billing.models import UsageRecord
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.routing import websocket_urlpatterns
+from apps.chat.services.pipeline import _prepare
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -183,6 +186,19 @@ async def test_stop_closes_the_model_stream_and_saves_a_stopped_answer(fake_llm,
     assert await asyncio.to_thread(fake_llm.wait_for_disconnect, 5)
 
 
+async def test_the_question_its_tables_and_its_first_phase_arrive_in_one_frame(fake_llm, chat_session):
+    fake_llm.script(sql_reply(SQL_BY_REGION))
+    fake_llm.script("Totals by region.")
+    communicator = await connect(chat_session)
+
+    frames = [frame for _, frame in await ask(communicator, "total sales by region")]
+    await communicator.disconnect()
+
+    assert "total sales by region" in frames[0] and "Writing SQL…" in frames[0]
+    assert "Using 2 tables: main.regions, main.sales" in frames[0]
+    assert "beforeend:#answer-text" in frames[1]
+
+
 async def test_a_follow_up_sends_the_previous_question_and_sql_to_the_model(fake_llm, chat_session):
     fake_llm.script(sql_reply(SQL_BY_REGION))
     fake_llm.script("Totals by region.")
@@ -323,3 +339,25 @@ async def test_every_model_call_is_settled_in_the_ledger_and_nothing_stays_reser
         lambda: sorted(message.usage_records.values_list("input_tokens", flat=True))
     )()
     assert linked == [150, 400]
+
+
+def test_preparing_a_question_takes_as_many_queries_in_a_long_chat_as_in_a_short_one(chat_session):
+    def turns_add(count: int) -> None:
+        for n in range(count):
+            ChatMessage.objects.create(session=chat_session, role=MessageRole.USER, content=f"question {n}")
+            ChatMessage.objects.create(
+                session=chat_session, role=MessageRole.ASSISTANT, sql="SELECT 1", columns=[{"name": "x"}]
+            )
+
+    def queries_to_prepare(text: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            prepared = _prepare(chat_session, text)
+        assert any(turn.sql == "SELECT 1" for turn in prepared.history)
+        return len(queries)
+
+    turns_add(1)
+    queries_to_prepare("the first question loads the catalogue's index")
+    short = queries_to_prepare("a follow-up")
+    turns_add(8)
+
+    assert queries_to_prepare("a follow-up in a long chat") == short
