@@ -106,7 +106,7 @@ def test_the_user_menu_shows_who_is_logged_in_and_logs_out_with_a_post(client, p
 
     response = client.get(reverse("chat:index"))
 
-    menu = response.text.split('<details class="usermenu">')[1].split("</details>")[0]
+    menu = response.text.split('<details class="usermenu" data-menu>')[1].split("</details>")[0]
     assert personas.analyst.display_name in menu
     assert "Acme" in menu
     assert "Analyst" in menu
