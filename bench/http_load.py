@@ -235,7 +235,7 @@ def main(seconds: int, workers: int) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="datamind-bench-http-") as folder:
         tmp = Path(folder)
-        with chat_bench.scratch_world(tmp, USERS) as (world_environment, chats):
+        with chat_bench.scratch_world(tmp, USERS, pool=8) as (world_environment, chats):
             from apps.accounts import services
             from apps.accounts.models import Organization, Role, User
             from apps.connections.models import Connection
