@@ -199,6 +199,20 @@ async def test_the_question_its_tables_and_its_first_phase_arrive_in_one_frame(f
     assert "beforeend:#answer-text" in frames[1]
 
 
+async def test_screen_readers_hear_the_phases_and_the_finished_answer_not_each_token(fake_llm, chat_session):
+    fake_llm.script(sql_reply(SQL_BY_REGION))
+    fake_llm.script("Totals by region.")
+    communicator = await connect(chat_session)
+
+    frames = [frame for _, frame in await ask(communicator, "total sales by region")]
+    await communicator.disconnect()
+
+    assert '<span role="status"><span id="answer-phase"' in frames[0]
+    assert '<div id="answer-text" class="stream-text" aria-hidden="true">' in frames[0]
+    assert '<div id="answer-analysis" class="stream-text" aria-hidden="true">' in frames[0]
+    assert "Totals by region." in frames[-1] and 'stream-text" aria-hidden' not in frames[-1]
+
+
 async def test_a_follow_up_sends_the_previous_question_and_sql_to_the_model(fake_llm, chat_session):
     fake_llm.script(sql_reply(SQL_BY_REGION))
     fake_llm.script("Totals by region.")
