@@ -96,6 +96,19 @@ def asgi_servers(transactional_db):
 
 
 @pytest.fixture
+def redis_proxy(settings):
+    """A `TcpProxy` in front of the test run's Redis, and the Redis URL that goes through it: a
+    process given that URL loses Redis when the test cuts the proxy."""
+    from urllib.parse import urlsplit
+
+    from datamind.lib.testing import TcpProxy
+
+    proxy = TcpProxy(urlsplit(settings.REDIS_URL).port or 6379)
+    yield proxy, proxy.url(settings.REDIS_URL)
+    proxy.close()
+
+
+@pytest.fixture
 def asgi_live_server(asgi_servers) -> str:
     """A real daphne process (HTTP and WebSockets) on the test database, for browser tests."""
     return asgi_servers.start()

@@ -312,7 +312,8 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# django-ratelimit counts in the default cache; with Redis that cache is shared by all replicas.
+# django-ratelimit counts in Redis, shared by all replicas, through a cache that fails open while
+# Redis is away (datamind/lib/cache.py RateLimitCache); without Redis, in the default cache.
 RATELIMIT_VIEW = "apps.accounts.views.rate_limited"
 RATELIMIT_USE_CACHE = "ratelimit" if REDIS_URL else "default"
 RATELIMIT_FAIL_OPEN = True

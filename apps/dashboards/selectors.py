@@ -1,4 +1,4 @@
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from apps.accounts.models import Organization, Role, User
 from apps.chat.models import ChatMessage, MessageRole
@@ -68,15 +68,11 @@ def editable_dashboards(*, org: Organization, user: User) -> QuerySet[Dashboard]
 
 
 def subscription_list(*, dashboard: Dashboard) -> QuerySet[Subscription]:
-    """The dashboard's subscriptions, each with its latest delivery's status, time and note."""
-    latest = SubscriptionDelivery.objects.filter(subscription=OuterRef("pk")).order_by("-scheduled_for")
+    """The dashboard's subscriptions, each with its latest delivery in `latest_deliveries`."""
+    latest = SubscriptionDelivery.objects.order_by("-scheduled_for")[:1]
     return (
         dashboard.subscriptions.select_related("created_by")
-        .annotate(
-            last_status=Subquery(latest.values("status")[:1]),
-            last_scheduled_for=Subquery(latest.values("scheduled_for")[:1]),
-            last_note=Subquery(latest.values("note")[:1]),
-        )
+        .prefetch_related(Prefetch("deliveries", queryset=latest, to_attr="latest_deliveries"))
         .order_by("id")
     )
 

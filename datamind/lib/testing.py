@@ -21,6 +21,17 @@ class Personas:
 # Subprocesses of a test (daphne, Celery): they share the test database, Redis and warehouse folder.
 # Imports stay inside the functions: this module is imported by conftest before Django is set up.
 
+
+def browser_sign_up(page, base: str, *, org: str, name: str, email: str, password: str) -> None:
+    """Sign a new organisation up through the sign-up page, as a person would (Playwright)."""
+    page.goto(f"{base}/accounts/signup/")
+    page.get_by_label("Organisation name").fill(org)
+    page.get_by_label("Your name").fill(name)
+    page.get_by_label("Work email").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Password again").fill(password)
+
+
 VISIBILITY_TIMEOUT_S = 2
 # A web process as production runs it (DEBUG off, a pool of Postgres connections), on plain HTTP.
 # The pool's short timeout keeps tests of an unreachable database quick.

@@ -30,7 +30,7 @@ from apps.connections.services.catalogue import catalogue_refresh
 from apps.connections.services.demo_warehouse import DEMO_WAREHOUSE_FILENAME
 from apps.dashboards.models import Dashboard, Widget, WidgetKind
 from apps.dashboards.tests.factories import DashboardFactory, WidgetFactory
-from datamind.lib.testing import PASSWORD
+from datamind.lib.testing import PASSWORD, browser_sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -128,12 +128,14 @@ def test_a_new_user_signs_up_connects_asks_pins_filters_sets_an_alert_sees_it_fi
     page = journey.page
 
     # 1. Sign up: a new organisation and its first admin, who lands in an empty chat.
-    page.goto(f"{stack}/accounts/signup/")
-    page.get_by_label("Organisation name").fill("Initrode")
-    page.get_by_label("Your name").fill("Peter Gibbons")
-    page.get_by_label("Work email").fill("peter@initrode.test")
-    page.get_by_label("Password", exact=True).fill("tps-reports-2026")
-    page.get_by_label("Password again").fill("tps-reports-2026")
+    browser_sign_up(
+        page,
+        stack,
+        org="Initrode",
+        name="Peter Gibbons",
+        email="peter@initrode.test",
+        password="tps-reports-2026",
+    )
     journey.shot("sign-up")
     page.get_by_role("button", name="Create organisation").click()
     expect(page).to_have_url(re.compile(r"/chat/$"))

@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.models import AuditLog, Role, User
 from apps.accounts.services import DEMO_PASSWORD, demo_org_ensure
+from datamind.lib.testing import browser_sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -31,12 +32,14 @@ def test_a_new_organisation_signs_up_invites_a_member_changes_a_role_and_reads_t
     live_server, page: Page, browser
 ):
     base = live_server.url
-    page.goto(f"{base}/accounts/signup/")
-    page.get_by_label("Organisation name").fill("Initech")
-    page.get_by_label("Your name").fill("Bill Lumbergh")
-    page.get_by_label("Work email").fill("bill@initech.test")
-    page.get_by_label("Password", exact=True).fill("tps-reports-2026")
-    page.get_by_label("Password again").fill("tps-reports-2026")
+    browser_sign_up(
+        page,
+        base,
+        org="Initech",
+        name="Bill Lumbergh",
+        email="bill@initech.test",
+        password="tps-reports-2026",
+    )
     page.get_by_role("button", name="Create organisation").click()
     expect(page).to_have_url(re.compile(r"/chat/$"))
     _shot(page, "1-signed-up")

@@ -15,16 +15,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.alerts.models import Alert, AlertEvent, EventState
 from apps.alerts.tests.factories import AlertFactory
-from datamind.lib.testing import TcpProxy, wait_for
+from datamind.lib.testing import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def redis_proxy(settings):
-    proxy = TcpProxy(6379)
-    yield proxy, proxy.url(settings.REDIS_URL)
-    proxy.close()
 
 
 def test_an_alert_due_while_redis_is_down_is_evaluated_once_after_it_returns(

@@ -208,18 +208,16 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
     connection = (
         Connection.objects.select_related("org__llm_settings").filter(pk=session.connection_id).first()
     )
-    tables: list[TableInfo] = []
-    if connection is not None:
-        # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
-        index = schema_index_cached(_catalogue_key(connection))
-        tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
     if connection is None:
-        org, provider = session.org, provider_for_org(session.org)
+        org, provider, tables = session.org, provider_for_org(session.org), []
     else:
         # The org's model settings came with the connection; the reverse one-to-one raises (an
         # AttributeError) when it saved none.
         org = connection.org
         provider = provider_for_settings(getattr(org, "llm_settings", None))
+        # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
+        index = schema_index_cached(_catalogue_key(connection))
+        tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
     return _Prepared(
         question=question,
         org=org,

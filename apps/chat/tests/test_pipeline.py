@@ -186,13 +186,17 @@ async def test_stop_closes_the_model_stream_and_saves_a_stopped_answer(fake_llm,
     assert await asyncio.to_thread(fake_llm.wait_for_disconnect, 5)
 
 
-async def test_the_question_its_tables_and_its_first_phase_arrive_in_one_frame(fake_llm, chat_session):
+async def _frames_of_an_answer(fake_llm, chat_session) -> list[str]:
     fake_llm.script(sql_reply(SQL_BY_REGION))
     fake_llm.script("Totals by region.")
     communicator = await connect(chat_session)
-
     frames = [frame for _, frame in await ask(communicator, "total sales by region")]
     await communicator.disconnect()
+    return frames
+
+
+async def test_the_question_its_tables_and_its_first_phase_arrive_in_one_frame(fake_llm, chat_session):
+    frames = await _frames_of_an_answer(fake_llm, chat_session)
 
     assert "total sales by region" in frames[0] and "Writing SQL…" in frames[0]
     assert "Using 2 tables: main.regions, main.sales" in frames[0]
@@ -200,12 +204,7 @@ async def test_the_question_its_tables_and_its_first_phase_arrive_in_one_frame(f
 
 
 async def test_screen_readers_hear_the_phases_and_the_finished_answer_not_each_token(fake_llm, chat_session):
-    fake_llm.script(sql_reply(SQL_BY_REGION))
-    fake_llm.script("Totals by region.")
-    communicator = await connect(chat_session)
-
-    frames = [frame for _, frame in await ask(communicator, "total sales by region")]
-    await communicator.disconnect()
+    frames = await _frames_of_an_answer(fake_llm, chat_session)
 
     assert '<span role="status"><span id="answer-phase"' in frames[0]
     assert '<div id="answer-text" class="stream-text" aria-hidden="true">' in frames[0]

@@ -11,19 +11,11 @@ from django.test import Client
 from websockets.sync.client import connect
 
 from apps.chat.models import ChatMessage, MessageRole, MessageStatus
-from datamind.lib.testing import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUESTION = "total amount by region"
 DONE_MARK = 'hx-swap-oob="outerHTML:#answer-pending"'
-
-
-@pytest.fixture
-def redis_proxy(settings):
-    proxy = TcpProxy(6379)
-    yield proxy, proxy.url(settings.REDIS_URL)
-    proxy.close()
 
 
 def _ask_over_websocket(url: str, session_id: int, cookies: dict[str, str]) -> str:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.accounts.models import Role
 from apps.dashboards import selectors
 from apps.dashboards.forms import SubscriptionForm
-from apps.dashboards.models import DeliveryStatus, Subscription
+from apps.dashboards.models import Subscription
 from apps.dashboards.services import subscriptions as subscription_services
 from apps.dashboards.views.common import INVALID, dashboard_or_404
 from datamind.lib.permissions import role_required
@@ -36,7 +36,6 @@ def subscriptions(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         "subscriptions": selectors.subscription_list(dashboard=dashboard),
         "form": form,
         "timezone": dashboard.org.timezone,
-        "statuses": DeliveryStatus.choices,
     }
     return render(request, "dashboards/subscriptions.html", context, status=INVALID if form.errors else 200)
 
