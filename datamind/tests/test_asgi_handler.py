@@ -19,10 +19,6 @@ def _headers(response: dict) -> dict[str, str]:
     return {name.decode().lower(): value.decode() for name, value in response["headers"]}
 
 
-def test_the_middleware_chain_and_the_views_run_in_sync_mode():
-    assert not asyncio.iscoroutinefunction(SyncChainASGIHandler()._middleware_chain)
-
-
 def test_a_page_through_asgi_gets_every_middlewares_work(transactional_db):
     response = _get(reverse("accounts:login"))
 
