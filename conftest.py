@@ -109,6 +109,14 @@ def redis_proxy(settings):
 
 
 @pytest.fixture
+def caches_through_proxy(settings, redis_proxy):
+    """Every cache of this process reached through `redis_proxy`: the proxy, to cut and restore."""
+    proxy, redis_url = redis_proxy
+    settings.CACHES = {alias: {**config, "LOCATION": redis_url} for alias, config in settings.CACHES.items()}
+    return proxy
+
+
+@pytest.fixture
 def asgi_live_server(asgi_servers) -> str:
     """A real daphne process (HTTP and WebSockets) on the test database, for browser tests."""
     return asgi_servers.start()

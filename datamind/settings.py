@@ -152,8 +152,9 @@ if REDIS_URL:
     CACHES = {
         # Django's Redis backend with one client per process (datamind/lib/cache.py).
         "default": {"BACKEND": "datamind.lib.cache.RedisCache", "LOCATION": REDIS_URL},
-        # Rate limits fail open while Redis is away (see the backend's docstring).
-        "ratelimit": {"BACKEND": "datamind.lib.cache.RateLimitCache", "LOCATION": REDIS_URL},
+        # Rate limits and template fragments fail open while Redis is away (see the backend).
+        "ratelimit": {"BACKEND": "datamind.lib.cache.FailOpenRedisCache", "LOCATION": REDIS_URL},
+        "template_fragments": {"BACKEND": "datamind.lib.cache.FailOpenRedisCache", "LOCATION": REDIS_URL},
     }
     CHANNEL_LAYERS = {
         # Redis pub/sub: every web process subscribes to the groups its sockets joined. The list-based
@@ -169,8 +170,13 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The notification badge's count, cached per person, only where every process shares the cache
+# (with a per-process cache the worker's new messages could not drop the web process's copy).
+UNREAD_COUNT_CACHE_SECONDS = 300 if REDIS_URL else 0
 
 AUTH_USER_MODEL = "accounts.User"
+# The session's user is read with their organisation (every page shows it).
+AUTHENTICATION_BACKENDS = ["apps.accounts.backends.UserWithOrgBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -239,6 +245,9 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Health probes come from inside the network over plain HTTP; a redirect would read as unhealthy.
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# Sessions live in Postgres and are read through Redis where there is one (datamind/lib/sessions.py).
+SESSION_ENGINE = "datamind.lib.sessions" if REDIS_URL else "django.contrib.sessions.backends.db"
+SESSION_CACHE_SECONDS = env.int("SESSION_CACHE_SECONDS", default=120)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CSRF_COOKIE_HTTPONLY = True
@@ -313,7 +322,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # django-ratelimit counts in Redis, shared by all replicas, through a cache that fails open while
-# Redis is away (datamind/lib/cache.py RateLimitCache); without Redis, in the default cache.
+# Redis is away (datamind/lib/cache.py FailOpenRedisCache); without Redis, in the default cache.
 RATELIMIT_VIEW = "apps.accounts.views.rate_limited"
 RATELIMIT_USE_CACHE = "ratelimit" if REDIS_URL else "default"
 RATELIMIT_FAIL_OPEN = True

@@ -1,10 +1,11 @@
-"""Cache backends of our own: Django's Redis cache with one client per process, and the rate
-limits' cache that fails open."""
+"""Cache backends of our own: Django's Redis cache with one client per process, and the same
+for caches that fail open (rate limits, template fragments)."""
 
 from threading import Lock
 from typing import Any
 
 import structlog
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from redis.exceptions import RedisError
@@ -46,27 +47,46 @@ class RedisCache(DjangoRedisCache):
         self._class = SharedRedisCacheClient
 
 
-class RateLimitCache(RedisCache):
-    """The cache django-ratelimit counts in: the same Redis, but failing open when it is away.
+class FailOpenRedisCache(RedisCache):
+    """The same Redis, for caches that can do without it: while Redis cannot be reached, every
+    read answers "nothing there" and every write is skipped, logged, instead of raising.
 
-    While Redis cannot be reached, log-in and password-reset attempts are neither counted nor
-    refused. Refusing them (failing closed) would turn a cache outage into nobody being able to
-    log in, although sessions live in Postgres and everything else keeps working; a few minutes
-    without the limit leave guessing bounded by the password hasher's cost. django-ratelimit fails
-    open (RATELIMIT_FAIL_OPEN) only when the cache answers "unknown" instead of raising, so these
-    two methods answer that.
+    Two aliases use it. Template fragments (Django's `{% cache %}`, alias "template_fragments"):
+    a page is rendered in full rather than failing. Rate limits (alias "ratelimit"): log-in and
+    password-reset attempts are neither counted nor refused. Refusing them (failing closed) would
+    turn a cache outage into nobody being able to log in, although sessions live in Postgres and
+    everything else keeps working; a few minutes without the limit leave guessing bounded by the
+    password hasher's cost. django-ratelimit fails open (RATELIMIT_FAIL_OPEN) only when the cache
+    answers "unknown" (add false, incr None) instead of raising.
     """
 
-    def add(self, key: Any, value: Any, timeout: Any = None, version: int | None = None) -> bool:
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        try:
+            return super().get(key, default, version)
+        except RedisError as exc:
+            _unavailable(exc)
+            return default
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        try:
+            super().set(key, value, timeout, version)
+        except RedisError as exc:
+            _unavailable(exc)
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         try:
             return super().add(key, value, timeout, version)
         except RedisError as exc:
-            logger.warning("rate_limit_cache_unavailable", error=str(exc))
+            _unavailable(exc)
             return False
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int | None:
         try:
             return super().incr(key, delta, version)
         except RedisError as exc:
-            logger.warning("rate_limit_cache_unavailable", error=str(exc))
+            _unavailable(exc)
             return None
+
+
+def _unavailable(exc: RedisError) -> None:
+    logger.warning("cache_unavailable", error=str(exc))

@@ -1,21 +1,17 @@
-"""Rate limits while Redis is away: they fail open, deliberately (datamind.lib.cache.RateLimitCache).
+"""Accounts while Redis is away, taken away through a `TcpProxy` in front of the real one.
 
-Attempts are neither counted nor refused until Redis is back; then the limits count again. Redis
-is taken away through a `TcpProxy` in front of the real one."""
+Rate limits fail open, deliberately (datamind.lib.cache.FailOpenRedisCache): attempts are neither
+counted nor refused until Redis is back; then the limits count again. Sessions, read through the
+cache (datamind.lib.sessions), are read from Postgres instead."""
 
 import pytest
 from django.urls import reverse
 
+from datamind.lib.sessions import SessionStore
+
 pytestmark = pytest.mark.django_db
 
 ATTEMPTS = 7  # more than the 5 a minute allowed
-
-
-@pytest.fixture
-def caches_through_proxy(settings, redis_proxy):
-    proxy, redis_url = redis_proxy
-    settings.CACHES = {alias: {**config, "LOCATION": redis_url} for alias, config in settings.CACHES.items()}
-    return proxy
 
 
 def _log_in(client, email: str, password: str) -> int:
@@ -33,3 +29,26 @@ def test_login_rate_limits_fail_open_while_redis_is_down_and_count_again_after(
     caches_through_proxy.restore()
     codes = [_log_in(client, "viewer@acme.test", "wrong") for _ in range(ATTEMPTS)]
     assert codes == [422] * 5 + [429] * (ATTEMPTS - 5)
+
+
+def test_a_session_keeps_working_while_redis_is_away_and_logging_out_still_ends_it(
+    client, personas, caches_through_proxy
+):
+    client.force_login(personas.analyst)
+    home = reverse("dashboards:index")
+    assert client.get(home).status_code == 200  # the session now read from the cache
+
+    caches_through_proxy.cut()
+    assert client.get(home).status_code == 200  # read from Postgres instead
+    client.post(reverse("accounts:logout"))
+    assert client.get(home).status_code == 302
+
+
+def test_a_cached_session_is_kept_at_most_session_cache_seconds(client, personas, settings):
+    import redis
+
+    settings.SESSION_CACHE_SECONDS = 30
+    client.force_login(personas.analyst)
+    assert client.get(reverse("dashboards:index")).status_code == 200
+    key = f":1:{SessionStore.cache_key_prefix}{client.session.session_key}"
+    assert 0 < redis.Redis.from_url(settings.REDIS_URL).ttl(key) <= 30

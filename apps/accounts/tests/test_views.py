@@ -598,6 +598,7 @@ def test_the_member_list_costs_the_same_queries_for_three_members_or_thirty(
     client, personas, django_assert_num_queries
 ):
     client.force_login(personas.admin)
+    client.get(reverse("accounts:member-list"))  # the session and the bell's count now cached
     with CaptureQueriesContext(connection) as few:
         client.get(reverse("accounts:member-list"))
     UserFactory.create_batch(27, org=personas.org)
@@ -887,6 +888,7 @@ def test_the_audit_log_costs_the_same_queries_for_one_entry_or_a_full_page(
     AuditLogFactory(org=personas.org, actor=personas.analyst)
     client.force_login(personas.admin)
     url = reverse("accounts:audit-log")
+    client.get(url)  # the session and the bell's count now cached
     with CaptureQueriesContext(connection) as few:
         client.get(url)
     for n in range(60):
