@@ -6,14 +6,18 @@ caused it committed; the push goes out after the commit and is best effort: a pe
 finds the message on the notifications page and in the badge on their next page.
 """
 
+import contextlib
 from collections.abc import Iterable
 
 import structlog
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils.timezone import now
+from redis.exceptions import RedisError
 
 from apps.accounts.models import User
 from apps.alerts.models import Notification, NotificationLevel
@@ -28,8 +32,32 @@ def notifications_group(user_id: int) -> str:
     return f"notifications.user.{user_id}"
 
 
+def _unread_count_key(user_id: int) -> str:
+    return f"notifications.unread.{user_id}"
+
+
 def unread_count(*, user: User) -> int:
-    return Notification.objects.filter(user=user, read_at__isnull=True).count()
+    """The badge's count, read on every page: cached per person (UNREAD_COUNT_CACHE_SECONDS) and
+    dropped whenever a message is written or read; a drop missed during a Redis outage is made
+    good by the expiry."""
+    seconds, key = settings.UNREAD_COUNT_CACHE_SECONDS, _unread_count_key(user.pk)
+    count = None
+    if seconds:
+        with contextlib.suppress(RedisError):
+            count = cache.get(key)
+    if count is None:
+        count = Notification.objects.filter(user=user, read_at__isnull=True).count()
+        if seconds:
+            with contextlib.suppress(RedisError):
+                cache.set(key, count, seconds)
+    return count
+
+
+def _unread_count_forget(user_ids: Iterable[int]) -> None:
+    try:
+        cache.delete_many([_unread_count_key(pk) for pk in user_ids])
+    except RedisError as exc:
+        logger.warning("unread_count_forget_failed", error=str(exc))
 
 
 def notify_users(
@@ -53,6 +81,7 @@ def notify_users(
 
 
 def _push(notifications: list[Notification]) -> None:
+    _unread_count_forget({n.user_id for n in notifications})
     layer = get_channel_layer()
     if layer is None:
         return
@@ -75,4 +104,5 @@ def notification_mark_read(*, user: User, pk: int | None = None) -> int:
     unread = Notification.objects.filter(user=user, read_at__isnull=True)
     if pk is not None:
         unread = unread.filter(pk=pk)
+    transaction.on_commit(lambda: _unread_count_forget([user.pk]))
     return unread.update(read_at=now())

@@ -1,5 +1,6 @@
 """The alert pages: who sees and changes what, Test now, Why did this happen?, notifications."""
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -180,13 +181,25 @@ def test_a_dashboard_widget_offers_create_alert_prefilled_for_those_who_can_see_
     assert "Daily revenue" not in form  # a colleague's private widget prefills nothing
 
 
-def test_the_bell_counts_unread_and_the_page_marks_them_read(client, personas):
-    notify_users([personas.analyst], title="Budget at 80%", body="Two fifths left.", link="/usage/")
+def _badge(client) -> str:
+    page = client.get(reverse("dashboards:index")).content.decode()
+    return re.search(r'<span id="notification-badge"[^>]*>(\d+)<', page).group(1)
+
+
+def test_the_bell_counts_unread_and_the_page_marks_them_read(
+    client, personas, django_capture_on_commit_callbacks
+):
     client.force_login(personas.analyst)
+    assert _badge(client) == "0"  # and the count is cached
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_users([personas.analyst], title="Budget at 80%", body="Two fifths left.", link="/usage/")
     page = client.get(reverse("alerts:notifications")).content.decode()
     assert "Budget at 80%" in page and 'id="notification-badge"' in page and ">1<" in page
-    client.post(reverse("alerts:notifications-read-all"))
+    assert _badge(client) == "1"
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("alerts:notifications-read-all"))
     assert not Notification.objects.filter(read_at=None).exists()
+    assert _badge(client) == "0"
 
 
 def test_a_notification_of_someone_else_cannot_be_marked_read(client, personas):
