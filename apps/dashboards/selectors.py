@@ -35,6 +35,13 @@ def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
     return dashboard.widgets.select_related("connection").defer(*RARELY_READ).order_by("position", "id")
 
 
+def dashboard_tiles(*, dashboard: Dashboard) -> list[dict]:
+    """The dashboard's widgets as the grid's skeleton tiles draw them, before each loads itself:
+    what a tile shows and nothing else, so the list also names the grid's rendered HTML in the
+    cache (dashboards/dashboard_detail.html)."""
+    return list(dashboard.widgets.order_by("position", "id").values("pk", "title", "width", "height"))
+
+
 def widget_get(*, org: OrgOrId, user: User, pk: int) -> Widget:
     """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
     only by the rarer paths that need it: exports, audit entries)."""

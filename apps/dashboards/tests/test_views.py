@@ -51,13 +51,26 @@ def test_the_dashboard_page_costs_the_same_queries_for_one_or_many_widgets(
     client.force_login(personas.analyst)
     url = reverse("dashboards:dashboard-detail", args=[dashboard.pk])
     client.get(url)
-    # session, user, the user's org, the dashboard (with its org and owner), the bell's unread
-    # count, its widgets
-    with django_assert_num_queries(6):
+    # the user with their org, the dashboard (with its org and owner), its widgets' tiles; the
+    # session and the bell's unread count come from the cache
+    with django_assert_num_queries(3):
         client.get(url)
     WidgetFactory.create_batch(5, dashboard=dashboard, connection=shop_connection, sql=TOTALS)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(3):
         assert client.get(url).content.decode().count('class="skeleton"') == 6
+
+
+def test_the_cached_grid_follows_its_widgets(client, personas, dashboard, widget, shop_connection):
+    client.force_login(personas.analyst)
+    url = reverse("dashboards:dashboard-detail", args=[dashboard.pk])
+    assert widget.title in client.get(url).content.decode()
+    widget.title, widget.width = "Renamed", 12
+    widget.save()
+    page = client.get(url).content.decode()
+    assert "Renamed" in page and "w-12" in page
+    assert 'class="skeleton"' in client.get(url, {"date_from": "2026-01-01"}).content.decode()
+    widget.delete()
+    assert "No widgets yet" in client.get(url).content.decode()
 
 
 def test_the_dashboards_list_costs_the_same_queries_for_many_dashboards(
@@ -66,17 +79,19 @@ def test_the_dashboards_list_costs_the_same_queries_for_many_dashboards(
     client.force_login(personas.analyst)
     DashboardFactory.create_batch(3, org=personas.org, owner=personas.analyst)
     client.get(reverse("dashboards:index"))
-    # session, user, org, the bell's unread count, the dashboards with their widget counts
-    with django_assert_num_queries(5):
+    # the user with their org, the dashboards with their widget counts (the session and the
+    # bell's count from the cache)
+    with django_assert_num_queries(2):
         client.get(reverse("dashboards:index"))
 
 
-def test_a_warm_widget_fragment_costs_three_queries(as_analyst, widget, django_assert_num_queries):
+def test_a_warm_widget_fragment_costs_two_queries(as_analyst, widget, django_assert_num_queries):
     url = _widget_url("widget-fragment", widget)
     as_analyst.get(url)  # runs the query and remembers it on the widget
 
-    # session, user, the widget (with its dashboard and connection), scoped by the user's org id
-    with django_assert_num_queries(3):
+    # the user (the session from the cache), the widget with its dashboard and connection,
+    # scoped by the user's org id
+    with django_assert_num_queries(2):
         assert as_analyst.get(url).status_code == 200
 
 

@@ -44,7 +44,7 @@ def back_to_grid(request: AuthenticatedRequest, dashboard: Dashboard, filters: F
     if request.htmx:
         context = {
             "dashboard": dashboard,
-            "widgets": selectors.dashboard_widgets(dashboard=dashboard),
+            "widgets": selectors.dashboard_tiles(dashboard=dashboard),
             "filters_query": filters.querystring(),
             "can_edit": selectors.can_edit(user=request.user, dashboard=dashboard),
         }

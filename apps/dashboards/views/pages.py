@@ -60,7 +60,7 @@ def dashboard_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         filters, filter_error = Filters(), " ".join(exc.messages)
     context = {
         "dashboard": dashboard,
-        "widgets": selectors.dashboard_widgets(dashboard=dashboard),
+        "widgets": selectors.dashboard_tiles(dashboard=dashboard),
         "filters": filters,
         "filters_query": filters.querystring(),
         "filter_error": filter_error,
