@@ -1,5 +1,6 @@
 import asyncio
 
+import pytest
 from channels.testing import HttpCommunicator
 from django.conf import settings
 from django.test import Client
@@ -46,3 +47,24 @@ def test_a_post_without_its_csrf_token_is_refused_through_asgi(transactional_db,
     response = _get(reverse("dashboards:dashboard-create"), cookies=cookie, method="POST", body=b"title=x")
 
     assert response["status"] == 403
+
+
+@pytest.mark.urls("datamind.tests.barrier_urls")
+def test_requests_at_once_run_side_by_side_and_their_threads_serve_later_requests(transactional_db):
+    handler = SyncChainASGIHandler()
+
+    async def ask(path: str) -> dict:
+        communicator = HttpCommunicator(handler, "GET", path, headers=[(b"host", b"testserver")])
+        response = await communicator.get_response(timeout=10)
+        await communicator.wait(timeout=10)  # the request's end (request_finished) has run too
+        return response
+
+    async def scenario() -> tuple[list[dict], dict]:
+        together = await asyncio.gather(ask("/meet/"), ask("/meet/"))
+        return together, await ask("/thread/")
+
+    together, later = asyncio.run(scenario())
+
+    assert [response["status"] for response in together] == [200, 200]
+    threads = {response["body"] for response in together}
+    assert len(threads) == 2 and later["body"] in threads
