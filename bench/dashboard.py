@@ -203,9 +203,12 @@ def scratch(tmp: Path, viewers: int, pool: int) -> Iterator[tuple[dict[str, str]
         "REDIS_URL": BENCH_REDIS_URL,
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # As bench/chat.py: plain HTTP on loopback and static files without a collectstatic
-        # manifest. DEBUG adds only Django's per-query bookkeeping (five queries a request here).
-        "DEBUG": "true",
+        # Production mode, as deploy/ runs it, but plain HTTP on loopback (nginx redirects to
+        # HTTPS in production) and static files collected into the scratch folder.
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "STATIC_ROOT": str(tmp / "static"),
         # Under daphne every request runs its sync view in a thread of its own, so persistent
         # connections are never reused (the settings force CONN_MAX_AGE=0); web processes take
         # their connections from a pool instead, 8 as deploy/docker-compose.yml gives them
@@ -217,6 +220,7 @@ def scratch(tmp: Path, viewers: int, pool: int) -> Iterator[tuple[dict[str, str]
         "LOG_LEVEL": "WARNING",
     }
     os.environ.update(environment)
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     with psycopg.connect(**admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
