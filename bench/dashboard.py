@@ -220,7 +220,8 @@ def scratch(tmp: Path, viewers: int, pool: int) -> Iterator[tuple[dict[str, str]
         "LOG_LEVEL": "WARNING",
     }
     os.environ.update(environment)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True)
+    collectstatic = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"]
+    subprocess.run(collectstatic, cwd=ROOT, check=True)
     with psycopg.connect(**admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
