@@ -40,6 +40,7 @@ from apps.chat.services.context import (
     sql_extract,
 )
 from apps.chat.services.providers import provider_for_org, provider_for_settings
+from apps.chat.services.sessions import question_add
 from apps.connections.engines.base import EngineError, TableInfo
 from apps.connections.models import Connection
 from apps.connections.safety import UnsafeSQLError
@@ -209,18 +210,18 @@ def _prepare_locked(session: ChatSession, text: str) -> _Prepared | None:
         raise
 
 
-@transaction.atomic
 def _prepare(session: ChatSession, text: str) -> _Prepared:
-    question = ChatMessage.objects.create(session=session, role=MessageRole.USER, content=text)
-    session.updated_at = timezone.now()
-    if not session.title:
-        session.title = text[:120]
-    session.save(update_fields=["updated_at", "title"])
+    # No transaction around it all: the question's save is atomic by itself, and the reads need no
+    # snapshot in common (a BEGIN and a COMMIT fewer on every question's way to the model).
+    question = question_add(session=session, text=text)
     # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile. The
     # org's model settings come in the same query (one trip to the database fewer per question).
-    connection = (
-        Connection.objects.select_related("org__llm_settings").filter(pk=session.connection_id).first()
-    )
+    connection: Connection | None
+    try:
+        # get(), not first(): no ORDER BY by the model's ordering to compile and run.
+        connection = Connection.objects.select_related("org__llm_settings").get(pk=session.connection_id)
+    except Connection.DoesNotExist:
+        connection = None
     if connection is None:
         org, provider, tables = session.org, provider_for_org(session.org), []
     else:

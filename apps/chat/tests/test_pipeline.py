@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from apps.billing.models import UsageRecord
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.routing import websocket_urlpatterns
-from apps.chat.services.pipeline import _prepare
+from apps.chat.services.pipeline import _Answer, _prepare, _tables_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -374,3 +374,13 @@ def test_preparing_a_question_takes_as_many_queries_in_a_long_chat_as_in_a_short
     turns_add(8)
 
     assert queries_to_prepare("a follow-up in a long chat") == short
+
+
+def test_a_question_is_prepared_in_three_queries_once_its_catalogue_is_indexed(chat_session):
+    _tables_for(_prepare(chat_session, "total sales by region"), _Answer())  # indexes the catalogue
+
+    with CaptureQueriesContext(connection) as queries:
+        _prepare(chat_session, "and by month?")
+
+    # The question's save (with its chat's), the connection with the model settings, the history.
+    assert len(queries) == 3, [q["sql"][:60] for q in queries]
