@@ -25,7 +25,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Organization, User
-from apps.billing.models import Purpose, UsageRecord
+from apps.billing.models import Purpose, Reservation, UsageRecord
 from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.providers.base import Prompt, Provider, ProviderError, QuestionContext, Turn, Usage
@@ -145,6 +145,27 @@ class _Answer:
 
 
 @dataclass
+class _FirstCall:
+    """The first model call's prompt, its budget already held (or what holding it raised, a spent
+    budget, raised again where the call is made, after the question is shown).
+
+    Both are settled on the pipeline's threads in the question's own trip there: a trip fewer
+    before the model is asked, and with many chats at once the hold no longer waits in line behind
+    every other chat's question."""
+
+    prompt: Prompt
+    reservation: Reservation | None = None
+    refused: Exception | None = None
+
+    def reservation_take(self) -> Reservation:
+        if self.refused is not None:
+            raise self.refused
+        assert self.reservation is not None
+        reservation, self.reservation = self.reservation, None
+        return reservation
+
+
+@dataclass
 class _Prepared:
     question: ChatMessage
     org: Organization
@@ -152,6 +173,10 @@ class _Prepared:
     tables: list[TableInfo]
     history: list[Turn]
     provider: Provider
+    # The catalogue's tables the question needs, and how long finding them took.
+    linked: list[TableInfo] = field(default_factory=list)
+    context_ms: int | None = None
+    first_call: _FirstCall | None = None
 
 
 def question_clean(text: str) -> str:
@@ -198,16 +223,43 @@ def _catalogue_key(connection: Connection) -> tuple[int, int, tuple[str, ...]]:
     return connection.pk, connection.catalogue_version, tuple(connection.excluded_columns)
 
 
-def _prepare_locked(session: ChatSession, text: str) -> _Prepared | None:
-    """Take the chat's answer lock and save the question, in one trip to the pipeline's threads;
-    None when another answer is being written. Saving the answer frees the chat again."""
+def _prepare_locked(session: ChatSession, text: str, user: User) -> _Prepared | None:
+    """Take the chat's answer lock, save the question, and get its first model call ready, in one
+    trip to the pipeline's threads; None when another answer is being written. Saving the answer
+    frees the chat again."""
     if not _answer_lock_take(session):
         return None
     try:
-        return _prepare(session, text)
+        prepared = _prepare(session, text)
+        _first_call_hold(prepared, user)
+        return prepared
     except BaseException:
         _answer_lock_release(session)
         raise
+
+
+def _first_call_hold(prepared: _Prepared, user: User) -> None:
+    """Find the tables the question needs, write the first prompt and hold its budget (see
+    _FirstCall); nothing when no model will be asked (no connection, or no catalogue)."""
+    if prepared.connection is None or not prepared.tables:
+        return
+    started = time.perf_counter()
+    prepared.linked = schema_link(
+        prepared.tables,
+        prepared.question.content,
+        prepared.history,
+        token_budget=CONTEXT_TOKEN_BUDGET,
+        cache_key=_catalogue_key(prepared.connection),
+    )
+    prepared.context_ms = _ms(started)
+    first = _FirstCall(prompt=prompt_for_sql(_sql_context(prepared, prepared.linked, attempts=[])))
+    try:
+        first.reservation = budget_reserve(
+            org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, first.prompt)
+        )
+    except Exception as exc:
+        first.refused = exc
+    prepared.first_call = first
 
 
 def _prepare(session: ChatSession, text: str) -> _Prepared:
@@ -265,15 +317,26 @@ def _reserve_amount(provider: Provider, prompt: Prompt) -> int:
 
 
 async def _call_model(
-    prepared: _Prepared, answer: _Answer, prompt: Prompt, emit: Emit, kind: str, purpose: str, user: User
+    prepared: _Prepared,
+    answer: _Answer,
+    prompt: Prompt,
+    emit: Emit,
+    kind: str,
+    purpose: str,
+    user: User,
+    first: _FirstCall | None = None,
 ) -> str:
     """One model call inside the org's budget: reserve its maximum first (BudgetExhausted if it
     does not fit, before any request is made), settle with the provider's own usage report, and
-    give the reservation back if the call fails or is stopped."""
+    give the reservation back if the call fails or is stopped. `first`: the question's first call,
+    whose budget is already held."""
     session = prepared.question.session
-    reservation = await _off_loop(budget_reserve)(
-        org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
-    )
+    if first is not None:
+        reservation = first.reservation_take()
+    else:
+        reservation = await _off_loop(budget_reserve)(
+            org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
+        )
     try:
         reply, usage = await _stream(prepared.provider, prompt, emit, kind)
     except BaseException:
@@ -321,6 +384,19 @@ async def _run_query(connection: Connection, sql: str, user: User) -> ExecutedQu
         raise
 
 
+def _sql_context(
+    prepared: _Prepared, tables: list[TableInfo], attempts: list[dict[str, str]]
+) -> QuestionContext:
+    assert prepared.connection is not None
+    return QuestionContext(
+        question=prepared.question.content,
+        dialect=prepared.connection.dialect,
+        tables=tables,
+        history=prepared.history,
+        attempts=list(attempts),
+    )
+
+
 async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit, user: User):
     """Ask for SQL, run it, and repair it (at most twice) on a refusal or a database error."""
     connection = prepared.connection
@@ -328,15 +404,11 @@ async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInf
         started = time.perf_counter()
         if attempt:  # the first attempt's phase was shown with the question
             await emit(Event("phase", {"phase": Phase.REPAIRING, "attempt": attempt + 1}))
-        context = QuestionContext(
-            question=prepared.question.content,
-            dialect=connection.dialect,
-            tables=tables,
-            history=prepared.history,
-            attempts=list(answer.attempts),
-        )
+        # The first attempt's prompt was written with the question (see _FirstCall).
+        first, prepared.first_call = prepared.first_call, None
+        prompt = first.prompt if first else prompt_for_sql(_sql_context(prepared, tables, answer.attempts))
         purpose = Purpose.REPAIR if attempt else Purpose.GENERATION
-        reply = await _call_model(prepared, answer, prompt_for_sql(context), emit, "token", purpose, user)
+        reply = await _call_model(prepared, answer, prompt, emit, "token", purpose, user, first)
         answer.timings["generation_ms"] = answer.timings.get("generation_ms", 0) + _ms(started)
         sql = sql_extract(reply)
         answer.explanation = _without_code_blocks(reply)
@@ -437,13 +509,16 @@ async def answer_question(
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
     started = time.perf_counter()
-    prepared = await _off_loop(_prepare_locked)(session, text)
+    prepared = await _off_loop(_prepare_locked)(session, text, user)
     if prepared is None:
         raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
     answered: list[ChatMessage] = []
     try:
         await _answer_question(session, prepared, user=user, emit=emit, started=started, answered=answered)
     finally:
+        if prepared.first_call is not None and prepared.first_call.reservation is not None:
+            # Stopped before the model was asked: give its hold back.
+            await asyncio.shield(_off_loop(budget_release)(reservation=prepared.first_call.reservation))
         if not answered:
             # Saving the answer frees the chat; it was not saved, so free it here.
             await _off_loop(_answer_lock_release)(session)
@@ -488,20 +563,13 @@ async def _answer_question(
 
 
 def _tables_for(prepared: _Prepared, answer: _Answer) -> list[TableInfo]:
-    """The catalogue's tables the question needs (none without a connection or a catalogue)."""
-    if prepared.connection is None or not prepared.tables:
+    """The catalogue's tables the question needs (none without a connection or a catalogue), as
+    found with the question (see _first_call_hold)."""
+    if prepared.context_ms is None:
         return []
-    started = time.perf_counter()
-    tables = schema_link(
-        prepared.tables,
-        prepared.question.content,
-        prepared.history,
-        token_budget=CONTEXT_TOKEN_BUDGET,
-        cache_key=_catalogue_key(prepared.connection),
-    )
-    answer.tables_used = [t.qualified_name for t in tables]
-    answer.timings["context_ms"] = _ms(started)
-    return tables
+    answer.tables_used = [t.qualified_name for t in prepared.linked]
+    answer.timings["context_ms"] = prepared.context_ms
+    return prepared.linked
 
 
 async def _answer(

@@ -15,7 +15,13 @@ from django.test.utils import CaptureQueriesContext
 from apps.billing.models import UsageRecord
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.routing import websocket_urlpatterns
-from apps.chat.services.pipeline import _Answer, _prepare, _tables_for
+from apps.chat.services.pipeline import (
+    Event,
+    _answer_lock_release,
+    _prepare,
+    _prepare_locked,
+    answer_question,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -184,6 +190,26 @@ async def test_stop_closes_the_model_stream_and_saves_a_stopped_answer(fake_llm,
     message = await latest_answer(chat_session)
     assert message.status == MessageStatus.CANCELLED
     assert await asyncio.to_thread(fake_llm.wait_for_disconnect, 5)
+
+
+async def test_an_answer_stopped_before_the_model_was_asked_gives_its_budget_back(fake_llm, chat_session):
+    from apps.billing.models import BudgetPeriod
+
+    async def stopped_on_seeing_the_question(event: Event) -> None:
+        if event.kind == "question":
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await answer_question(
+            session=chat_session,
+            user=chat_session.user,
+            text="total sales by region",
+            emit=stopped_on_seeing_the_question,
+        )
+
+    period = await database_sync_to_async(BudgetPeriod.objects.get)(org=chat_session.org)
+    assert (period.used, period.reserved) == (0, 0)
+    assert fake_llm.requests == []
 
 
 async def _frames_of_an_answer(fake_llm, chat_session) -> list[str]:
@@ -376,11 +402,19 @@ def test_preparing_a_question_takes_as_many_queries_in_a_long_chat_as_in_a_short
     assert queries_to_prepare("a follow-up in a long chat") == short
 
 
-def test_a_question_is_prepared_in_three_queries_once_its_catalogue_is_indexed(chat_session):
-    _tables_for(_prepare(chat_session, "total sales by region"), _Answer())  # indexes the catalogue
+def test_a_question_is_ready_for_the_model_in_four_queries_once_its_catalogue_is_indexed(chat_session):
+    def prepare(text: str) -> list[dict]:
+        with CaptureQueriesContext(connection) as queries:
+            prepared = _prepare_locked(chat_session, text, chat_session.user)
+        _answer_lock_release(chat_session)
+        assert prepared is not None and prepared.first_call is not None
+        assert prepared.first_call.reservation is not None
+        return queries.captured_queries
 
-    with CaptureQueriesContext(connection) as queries:
-        _prepare(chat_session, "and by month?")
+    prepare("total sales by region")  # indexes the catalogue
 
-    # The question's save (with its chat's), the connection with the model settings, the history.
-    assert len(queries) == 3, [q["sql"][:60] for q in queries]
+    queries = prepare("and by month?")
+
+    # The question's save (with its chat's), the connection with the model settings, the history,
+    # and the first call's budget held.
+    assert len(queries) == 4, [q["sql"][:60] for q in queries]
