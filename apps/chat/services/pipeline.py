@@ -509,7 +509,16 @@ async def answer_question(
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
     started = time.perf_counter()
-    prepared = await _off_loop(_prepare_locked)(session, text, user)
+    preparing = asyncio.ensure_future(_off_loop(_prepare_locked)(session, text, user))
+    try:
+        prepared = await asyncio.shield(preparing)
+    except asyncio.CancelledError:
+        # Stopped (the socket closed) while the question was being saved: the thread goes on all
+        # the same, and what it takes (the chat's lock, the first call's budget) would stay taken
+        # until it expires. Once it is done, the question gets a stopped answer, as it would a
+        # moment later, which frees the chat.
+        preparing.add_done_callback(functools.partial(_abandon, session=session, user=user, started=started))
+        raise
     if prepared is None:
         raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
     answered: list[ChatMessage] = []
@@ -526,6 +535,27 @@ async def answer_question(
             # After the chat is free, so a question sent on seeing this is not refused.
             await emit(Event("done", {"message": answered[0]}))
     return answered[0]
+
+
+_ABANDONED: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
+
+
+def _abandon(
+    preparing: "asyncio.Future[_Prepared | None]", *, session: ChatSession, user: User, started: float
+) -> None:
+    if preparing.cancelled() or preparing.exception() is not None or (prepared := preparing.result()) is None:
+        return
+    task = asyncio.ensure_future(_abandoned_answer_save(session, prepared, user, started))
+    _ABANDONED.add(task)
+    task.add_done_callback(_ABANDONED.discard)
+
+
+async def _abandoned_answer_save(
+    session: ChatSession, prepared: _Prepared, user: User, started: float
+) -> None:
+    if prepared.first_call is not None and prepared.first_call.reservation is not None:
+        await _off_loop(budget_release)(reservation=prepared.first_call.reservation)
+    await _finish(session, prepared, _Answer(status=MessageStatus.CANCELLED, error="Stopped."), user, started)
 
 
 async def _answer_question(

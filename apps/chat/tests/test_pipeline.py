@@ -212,6 +212,36 @@ async def test_an_answer_stopped_before_the_model_was_asked_gives_its_budget_bac
     assert fake_llm.requests == []
 
 
+async def test_a_chat_closed_while_its_question_is_saved_is_freed_with_a_stopped_answer(
+    fake_llm, chat_session
+):
+    from apps.billing.models import BudgetPeriod
+
+    answering = asyncio.ensure_future(
+        answer_question(session=chat_session, user=chat_session.user, text="total sales by region")
+    )
+    await asyncio.sleep(0)  # the question is on its way to the database
+    answering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await answering
+
+    for _ in range(100):
+        answers = await database_sync_to_async(
+            lambda: list(chat_session.messages.filter(role=MessageRole.ASSISTANT))
+        )()
+        if answers:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.status for a in answers] == [MessageStatus.CANCELLED]
+    period = await database_sync_to_async(BudgetPeriod.objects.get)(org=chat_session.org)
+    assert (period.used, period.reserved) == (0, 0)
+    assert fake_llm.requests == []
+    fake_llm.script(sql_reply(SQL_BY_REGION))
+    fake_llm.script("Totals by region.")
+    answer = await answer_question(session=chat_session, user=chat_session.user, text="total sales by region")
+    assert answer.status == MessageStatus.DONE
+
+
 async def _frames_of_an_answer(fake_llm, chat_session) -> list[str]:
     fake_llm.script(sql_reply(SQL_BY_REGION))
     fake_llm.script("Totals by region.")
