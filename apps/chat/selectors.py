@@ -1,3 +1,7 @@
+import json
+from typing import Any
+
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from apps.accounts.models import Organization, User
@@ -27,3 +31,34 @@ def message_get(*, org: Organization, user: User, pk: int) -> ChatMessage:
     return ChatMessage.objects.select_related("session", "session__connection").get(
         session__org=org, session__user=user, pk=pk
     )
+
+
+# Only what a follow-up's turns need: an answer's row preview and chart (its data included) can
+# be large. Written as SQL: compiling the same query with the ORM was three quarters of its CPU
+# (about 0.6 ms), on every question's way to the model.
+_MESSAGES_BEFORE_SQL = f"""
+SELECT role, content, sql, columns, row_count FROM {ChatMessage._meta.db_table}
+WHERE session_id = %s AND created_at < %s
+ORDER BY created_at DESC, id DESC
+LIMIT %s
+"""
+
+
+def messages_before(*, session: ChatSession, before: ChatMessage, limit: int) -> list[dict[str, Any]]:
+    """The chat's last `limit` messages before `before`, newest first, as plain values: their role,
+    content, SQL, result columns and row count."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MESSAGES_BEFORE_SQL,
+            [session.pk, connection.ops.adapt_datetimefield_value(before.created_at), limit],
+        )
+        return [
+            {
+                "role": role,
+                "content": content,
+                "sql": sql,
+                "columns": json.loads(columns),
+                "row_count": row_count,
+            }
+            for role, content, sql, columns, row_count in cursor.fetchall()
+        ]

@@ -29,6 +29,7 @@ from apps.billing.models import Purpose, Reservation, UsageRecord
 from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.providers.base import Prompt, Provider, ProviderError, QuestionContext, Turn, Usage
+from apps.chat.selectors import messages_before
 from apps.chat.services.charts import chart_for_result
 from apps.chat.services.context import (
     chart_spec_extract,
@@ -190,14 +191,7 @@ def question_clean(text: str) -> str:
 
 def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     """The last few question/answer pairs of the session, oldest first, for follow-ups."""
-    # Only what a turn needs, as plain values: an answer's row preview and chart (its data
-    # included) can be large, and model instances deferring the rest reloaded each message's
-    # session id with a query of its own.
-    messages = (
-        session.messages.filter(created_at__lt=before.created_at)
-        .order_by("-created_at")
-        .values("role", "content", "sql", "columns", "row_count")[:20]
-    )
+    messages = messages_before(session=session, before=before, limit=4 * HISTORY_TURNS)
     turns: list[Turn] = []
     answer: dict[str, Any] | None = None
     for message in messages:
