@@ -29,7 +29,7 @@ from apps.billing.models import Purpose, Reservation, UsageRecord
 from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.providers.base import Prompt, Provider, ProviderError, QuestionContext, Turn, Usage
-from apps.chat.selectors import messages_before
+from apps.chat.selectors import connection_with_model_settings, messages_before
 from apps.chat.services.charts import chart_for_result
 from apps.chat.services.context import (
     chart_spec_extract,
@@ -260,21 +260,15 @@ def _prepare(session: ChatSession, text: str) -> _Prepared:
     # No transaction around it all: the question's save is atomic by itself, and the reads need no
     # snapshot in common (a BEGIN and a COMMIT fewer on every question's way to the model).
     question = question_add(session=session, text=text)
-    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile. The
-    # org's model settings come in the same query (one trip to the database fewer per question).
+    # Read again, with the org's model settings (see the selector).
+    found = connection_with_model_settings(pk=session.connection_id) if session.connection_id else None
     connection: Connection | None
-    try:
-        # get(), not first(): no ORDER BY by the model's ordering to compile and run.
-        connection = Connection.objects.select_related("org__llm_settings").get(pk=session.connection_id)
-    except Connection.DoesNotExist:
-        connection = None
-    if connection is None:
-        org, provider, tables = session.org, provider_for_org(session.org), []
+    if found is None:
+        connection, org, provider, tables = None, session.org, provider_for_org(session.org), []
     else:
-        # The org's model settings came with the connection; the reverse one-to-one raises (an
-        # AttributeError) when it saved none.
+        connection, llm_settings = found
         org = connection.org
-        provider = provider_for_settings(getattr(org, "llm_settings", None))
+        provider = provider_for_settings(llm_settings)
         # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
         index = schema_index_cached(_catalogue_key(connection))
         tables = index.tables if index is not None else catalogue_snapshot(connection=connection)

@@ -1,7 +1,11 @@
 import datetime
 
-from apps.chat.models import ChatMessage, ChatSession, MessageRole
-from apps.chat.selectors import messages_before
+import pytest
+
+from apps.chat import selectors
+from apps.chat.models import ChatMessage, ChatSession, LLMSettings, MessageRole
+from apps.chat.selectors import connection_with_model_settings, messages_before
+from apps.connections.models import Connection
 
 
 def message(session: ChatSession, minutes: int, role: str, **fields) -> ChatMessage:
@@ -46,3 +50,50 @@ def test_only_the_latest_messages_of_that_chat_are_read(chat_session):
     latest = messages_before(session=chat_session, before=question, limit=2)
 
     assert [m["content"] for m in latest] == ["question 5", "question 4"]
+
+
+@pytest.fixture(params=["plain SQL", "ORM"])
+def ways(request, monkeypatch) -> None:
+    """Every test using it runs twice: with the plain SQL Postgres uses, and with the ORM query
+    other databases (SQLite) use."""
+    if request.param == "ORM":
+        monkeypatch.setattr(selectors, "_plain_sql", lambda: False)
+
+
+def test_a_questions_connection_comes_with_its_org_and_the_orgs_model_settings(ways, shop_connection):
+    saved = LLMSettings.objects.create(
+        org=shop_connection.org, provider="anthropic", model="claude-test", api_key="sk-secret"
+    )
+    Connection.objects.filter(pk=shop_connection.pk).update(
+        password="hunter2", excluded_columns=["main.sales.amount"]
+    )
+
+    found, llm = connection_with_model_settings(pk=shop_connection.pk)
+
+    expected = Connection.objects.select_related("org").get(pk=shop_connection.pk)
+    assert field_values(found) == field_values(expected) and found.password == "hunter2"
+    assert found.excluded_columns == ["main.sales.amount"] and found.options == {}
+    assert field_values(found.org) == field_values(expected.org)
+    assert field_values(llm) == field_values(saved) and llm.api_key == "sk-secret"
+
+
+def test_an_org_without_model_settings_has_none(ways, shop_connection):
+    found, llm = connection_with_model_settings(pk=shop_connection.pk)
+
+    assert found == shop_connection and llm is None
+
+
+def test_a_deleted_connection_is_not_found(ways, shop_connection):
+    pk = shop_connection.pk
+    shop_connection.delete()
+
+    assert connection_with_model_settings(pk=pk) is None
+
+
+def test_the_connection_and_its_settings_are_one_query(shop_connection, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        connection_with_model_settings(pk=shop_connection.pk)
+
+
+def field_values(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
