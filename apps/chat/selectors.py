@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet
 
 from apps.accounts.models import Organization, User
 from apps.chat.models import ChatMessage, ChatSession, LLMSettings
@@ -103,7 +103,7 @@ def _plain_sql() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _columns(model: type[Model]) -> list:
+def _columns(model: type[Model]) -> list[Field]:
     return list(model._meta.concrete_fields)
 
 
