@@ -78,11 +78,12 @@ def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     database_sync_to_async checks them outside it and left this pool's connections open past
     CONN_MAX_AGE (the test database could then not be dropped at the end of the run).
 
-    The call runs in a copy of the caller's context (its log bindings come along), through the
-    executor directly rather than asgiref's sync_to_async: that re-homes every one of Django's
-    context-local stores on the way in and again on the way out, a few dozen per call, on the event
-    loop every chat shares, for values none of these functions read (nothing here activates a
-    language or a time zone). Cancelling the caller does not stop the thread, as with asgiref."""
+    Each call runs in a copy of the caller's context (its log bindings come along) given to
+    sync_to_async, which then does not carry every context variable back onto the event loop
+    afterwards: a few dozen of Django's context-local stores re-homed on every trip, on the loop
+    every chat shares, for values none of these functions change. Still through sync_to_async, so
+    async_to_sync in these threads (a budget warning's notification push) runs on the caller's
+    loop."""
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         close_old_connections()
@@ -92,10 +93,10 @@ def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
             close_old_connections()
 
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            _db_threads, functools.partial(context.run, run, *args, **kwargs)
+        in_thread = sync_to_async(
+            run, thread_sensitive=False, executor=_db_threads, context=contextvars.copy_context()
         )
+        return await in_thread(*args, **kwargs)
 
     return call
 

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -18,6 +19,7 @@ from apps.chat.routing import websocket_urlpatterns
 from apps.chat.services.pipeline import (
     Event,
     _answer_lock_release,
+    _off_loop,
     _prepare,
     _prepare_locked,
     answer_question,
@@ -240,6 +242,18 @@ async def test_a_chat_closed_while_its_question_is_saved_is_freed_with_a_stopped
     fake_llm.script("Totals by region.")
     answer = await answer_question(session=chat_session, user=chat_session.user, text="total sales by region")
     assert answer.status == MessageStatus.DONE
+
+
+async def test_async_work_started_on_the_database_threads_runs_on_the_chats_event_loop():
+    # A budget warning's notification is pushed with async_to_sync from inside a settlement; with
+    # the in-memory channel layer (the embedded default) it must run on the loop of the sockets.
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def loop_seen_from_the_thread() -> asyncio.AbstractEventLoop:
+        return async_to_sync(running_loop)()
+
+    assert await _off_loop(loop_seen_from_the_thread)() is asyncio.get_running_loop()
 
 
 async def _frames_of_an_answer(fake_llm, chat_session) -> list[str]:
