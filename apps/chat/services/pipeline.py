@@ -7,6 +7,7 @@ them and use the finished message.
 """
 
 import asyncio
+import contextvars
 import functools
 import re
 import time
@@ -24,10 +25,11 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Organization, User
-from apps.billing.models import Purpose, UsageRecord
+from apps.billing.models import Purpose, Reservation, UsageRecord
 from apps.billing.services import BudgetExhausted, budget_release, budget_reserve, budget_settle
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.providers.base import Prompt, Provider, ProviderError, QuestionContext, Turn, Usage
+from apps.chat.selectors import connection_with_model_settings, messages_before
 from apps.chat.services.charts import chart_for_result
 from apps.chat.services.context import (
     chart_spec_extract,
@@ -39,6 +41,7 @@ from apps.chat.services.context import (
     sql_extract,
 )
 from apps.chat.services.providers import provider_for_org, provider_for_settings
+from apps.chat.services.sessions import question_add
 from apps.connections.engines.base import EngineError, TableInfo
 from apps.connections.models import Connection
 from apps.connections.safety import UnsafeSQLError
@@ -73,7 +76,14 @@ def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
 
     Connections are checked inside the call, where they were used: channels'
     database_sync_to_async checks them outside it and left this pool's connections open past
-    CONN_MAX_AGE (the test database could then not be dropped at the end of the run)."""
+    CONN_MAX_AGE (the test database could then not be dropped at the end of the run).
+
+    Each call runs in a copy of the caller's context (its log bindings come along) given to
+    sync_to_async, which then does not carry every context variable back onto the event loop
+    afterwards: a few dozen of Django's context-local stores re-homed on every trip, on the loop
+    every chat shares, for values none of these functions change. Still through sync_to_async, so
+    async_to_sync in these threads (a budget warning's notification push) runs on the caller's
+    loop."""
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         close_old_connections()
@@ -82,7 +92,13 @@ def _off_loop(function: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         finally:
             close_old_connections()
 
-    return sync_to_async(run, thread_sensitive=False, executor=_db_threads)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        in_thread = sync_to_async(
+            run, thread_sensitive=False, executor=_db_threads, context=contextvars.copy_context()
+        )
+        return await in_thread(*args, **kwargs)
+
+    return call
 
 
 class Phase:
@@ -131,6 +147,27 @@ class _Answer:
 
 
 @dataclass
+class _FirstCall:
+    """The first model call's prompt, its budget already held (or what holding it raised, a spent
+    budget, raised again where the call is made, after the question is shown).
+
+    Both are settled on the pipeline's threads in the question's own trip there: a trip fewer
+    before the model is asked, and with many chats at once the hold no longer waits in line behind
+    every other chat's question."""
+
+    prompt: Prompt
+    reservation: Reservation | None = None
+    refused: Exception | None = None
+
+    def reservation_take(self) -> Reservation:
+        if self.refused is not None:
+            raise self.refused
+        assert self.reservation is not None
+        reservation, self.reservation = self.reservation, None
+        return reservation
+
+
+@dataclass
 class _Prepared:
     question: ChatMessage
     org: Organization
@@ -138,6 +175,10 @@ class _Prepared:
     tables: list[TableInfo]
     history: list[Turn]
     provider: Provider
+    # The catalogue's tables the question needs, and how long finding them took.
+    linked: list[TableInfo] = field(default_factory=list)
+    context_ms: int | None = None
+    first_call: _FirstCall | None = None
 
 
 def question_clean(text: str) -> str:
@@ -151,14 +192,7 @@ def question_clean(text: str) -> str:
 
 def _history(session: ChatSession, before: ChatMessage) -> list[Turn]:
     """The last few question/answer pairs of the session, oldest first, for follow-ups."""
-    # Only what a turn needs, as plain values: an answer's row preview and chart (its data
-    # included) can be large, and model instances deferring the rest reloaded each message's
-    # session id with a query of its own.
-    messages = (
-        session.messages.filter(created_at__lt=before.created_at)
-        .order_by("-created_at")
-        .values("role", "content", "sql", "columns", "row_count")[:20]
-    )
+    messages = messages_before(session=session, before=before, limit=4 * HISTORY_TURNS)
     turns: list[Turn] = []
     answer: dict[str, Any] | None = None
     for message in messages:
@@ -184,37 +218,58 @@ def _catalogue_key(connection: Connection) -> tuple[int, int, tuple[str, ...]]:
     return connection.pk, connection.catalogue_version, tuple(connection.excluded_columns)
 
 
-def _prepare_locked(session: ChatSession, text: str) -> _Prepared | None:
-    """Take the chat's answer lock and save the question, in one trip to the pipeline's threads;
-    None when another answer is being written. Saving the answer frees the chat again."""
+def _prepare_locked(session: ChatSession, text: str, user: User) -> _Prepared | None:
+    """Take the chat's answer lock, save the question, and get its first model call ready, in one
+    trip to the pipeline's threads; None when another answer is being written. Saving the answer
+    frees the chat again."""
     if not _answer_lock_take(session):
         return None
     try:
-        return _prepare(session, text)
+        prepared = _prepare(session, text)
+        _first_call_hold(prepared, user)
+        return prepared
     except BaseException:
         _answer_lock_release(session)
         raise
 
 
-@transaction.atomic
-def _prepare(session: ChatSession, text: str) -> _Prepared:
-    question = ChatMessage.objects.create(session=session, role=MessageRole.USER, content=text)
-    session.updated_at = timezone.now()
-    if not session.title:
-        session.title = text[:120]
-    session.save(update_fields=["updated_at", "title"])
-    # Read again: a chat stays open for hours, and its catalogue may be refreshed meanwhile. The
-    # org's model settings come in the same query (one trip to the database fewer per question).
-    connection = (
-        Connection.objects.select_related("org__llm_settings").filter(pk=session.connection_id).first()
+def _first_call_hold(prepared: _Prepared, user: User) -> None:
+    """Find the tables the question needs, write the first prompt and hold its budget (see
+    _FirstCall); nothing when no model will be asked (no connection, or no catalogue)."""
+    if prepared.connection is None or not prepared.tables:
+        return
+    started = time.perf_counter()
+    prepared.linked = schema_link(
+        prepared.tables,
+        prepared.question.content,
+        prepared.history,
+        token_budget=CONTEXT_TOKEN_BUDGET,
+        cache_key=_catalogue_key(prepared.connection),
     )
-    if connection is None:
-        org, provider, tables = session.org, provider_for_org(session.org), []
+    prepared.context_ms = _ms(started)
+    first = _FirstCall(prompt=prompt_for_sql(_sql_context(prepared, prepared.linked, attempts=[])))
+    try:
+        first.reservation = budget_reserve(
+            org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, first.prompt)
+        )
+    except Exception as exc:
+        first.refused = exc
+    prepared.first_call = first
+
+
+def _prepare(session: ChatSession, text: str) -> _Prepared:
+    # No transaction around it all: the question's save is atomic by itself, and the reads need no
+    # snapshot in common (a BEGIN and a COMMIT fewer on every question's way to the model).
+    question = question_add(session=session, text=text)
+    # Read again, with the org's model settings (see the selector).
+    found = connection_with_model_settings(pk=session.connection_id) if session.connection_id else None
+    connection: Connection | None
+    if found is None:
+        connection, org, provider, tables = None, session.org, provider_for_org(session.org), []
     else:
-        # The org's model settings came with the connection; the reverse one-to-one raises (an
-        # AttributeError) when it saved none.
+        connection, llm_settings = found
         org = connection.org
-        provider = provider_for_settings(getattr(org, "llm_settings", None))
+        provider = provider_for_settings(llm_settings)
         # The catalogue's index is kept per version; with it, the catalogue need not be loaded.
         index = schema_index_cached(_catalogue_key(connection))
         tables = index.tables if index is not None else catalogue_snapshot(connection=connection)
@@ -251,15 +306,26 @@ def _reserve_amount(provider: Provider, prompt: Prompt) -> int:
 
 
 async def _call_model(
-    prepared: _Prepared, answer: _Answer, prompt: Prompt, emit: Emit, kind: str, purpose: str, user: User
+    prepared: _Prepared,
+    answer: _Answer,
+    prompt: Prompt,
+    emit: Emit,
+    kind: str,
+    purpose: str,
+    user: User,
+    first: _FirstCall | None = None,
 ) -> str:
     """One model call inside the org's budget: reserve its maximum first (BudgetExhausted if it
     does not fit, before any request is made), settle with the provider's own usage report, and
-    give the reservation back if the call fails or is stopped."""
+    give the reservation back if the call fails or is stopped. `first`: the question's first call,
+    whose budget is already held."""
     session = prepared.question.session
-    reservation = await _off_loop(budget_reserve)(
-        org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
-    )
+    if first is not None:
+        reservation = first.reservation_take()
+    else:
+        reservation = await _off_loop(budget_reserve)(
+            org=prepared.org, user=user, amount=_reserve_amount(prepared.provider, prompt)
+        )
     try:
         reply, usage = await _stream(prepared.provider, prompt, emit, kind)
     except BaseException:
@@ -307,6 +373,19 @@ async def _run_query(connection: Connection, sql: str, user: User) -> ExecutedQu
         raise
 
 
+def _sql_context(
+    prepared: _Prepared, tables: list[TableInfo], attempts: list[dict[str, str]]
+) -> QuestionContext:
+    assert prepared.connection is not None
+    return QuestionContext(
+        question=prepared.question.content,
+        dialect=prepared.connection.dialect,
+        tables=tables,
+        history=prepared.history,
+        attempts=list(attempts),
+    )
+
+
 async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInfo], emit: Emit, user: User):
     """Ask for SQL, run it, and repair it (at most twice) on a refusal or a database error."""
     connection = prepared.connection
@@ -314,15 +393,11 @@ async def _write_sql(prepared: _Prepared, answer: _Answer, tables: list[TableInf
         started = time.perf_counter()
         if attempt:  # the first attempt's phase was shown with the question
             await emit(Event("phase", {"phase": Phase.REPAIRING, "attempt": attempt + 1}))
-        context = QuestionContext(
-            question=prepared.question.content,
-            dialect=connection.dialect,
-            tables=tables,
-            history=prepared.history,
-            attempts=list(answer.attempts),
-        )
+        # The first attempt's prompt was written with the question (see _FirstCall).
+        first, prepared.first_call = prepared.first_call, None
+        prompt = first.prompt if first else prompt_for_sql(_sql_context(prepared, tables, answer.attempts))
         purpose = Purpose.REPAIR if attempt else Purpose.GENERATION
-        reply = await _call_model(prepared, answer, prompt_for_sql(context), emit, "token", purpose, user)
+        reply = await _call_model(prepared, answer, prompt, emit, "token", purpose, user, first)
         answer.timings["generation_ms"] = answer.timings.get("generation_ms", 0) + _ms(started)
         sql = sql_extract(reply)
         answer.explanation = _without_code_blocks(reply)
@@ -423,13 +498,25 @@ async def answer_question(
     malformed question (nothing is saved); every other failure becomes part of the answer."""
     text = question_clean(text)
     started = time.perf_counter()
-    prepared = await _off_loop(_prepare_locked)(session, text)
+    preparing = asyncio.ensure_future(_off_loop(_prepare_locked)(session, text, user))
+    try:
+        prepared = await asyncio.shield(preparing)
+    except asyncio.CancelledError:
+        # Stopped (the socket closed) while the question was being saved: the thread goes on all
+        # the same, and what it takes (the chat's lock, the first call's budget) would stay taken
+        # until it expires. Once it is done, the question gets a stopped answer, as it would a
+        # moment later, which frees the chat.
+        preparing.add_done_callback(functools.partial(_abandon, session=session, user=user, started=started))
+        raise
     if prepared is None:
         raise ValidationError("An answer is already being written in this chat. Wait for it, or stop it.")
     answered: list[ChatMessage] = []
     try:
         await _answer_question(session, prepared, user=user, emit=emit, started=started, answered=answered)
     finally:
+        if prepared.first_call is not None and prepared.first_call.reservation is not None:
+            # Stopped before the model was asked: give its hold back.
+            await asyncio.shield(_off_loop(budget_release)(reservation=prepared.first_call.reservation))
         if not answered:
             # Saving the answer frees the chat; it was not saved, so free it here.
             await _off_loop(_answer_lock_release)(session)
@@ -437,6 +524,27 @@ async def answer_question(
             # After the chat is free, so a question sent on seeing this is not refused.
             await emit(Event("done", {"message": answered[0]}))
     return answered[0]
+
+
+_ABANDONED: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
+
+
+def _abandon(
+    preparing: "asyncio.Future[_Prepared | None]", *, session: ChatSession, user: User, started: float
+) -> None:
+    if preparing.cancelled() or preparing.exception() is not None or (prepared := preparing.result()) is None:
+        return
+    task = asyncio.ensure_future(_abandoned_answer_save(session, prepared, user, started))
+    _ABANDONED.add(task)
+    task.add_done_callback(_ABANDONED.discard)
+
+
+async def _abandoned_answer_save(
+    session: ChatSession, prepared: _Prepared, user: User, started: float
+) -> None:
+    if prepared.first_call is not None and prepared.first_call.reservation is not None:
+        await _off_loop(budget_release)(reservation=prepared.first_call.reservation)
+    await _finish(session, prepared, _Answer(status=MessageStatus.CANCELLED, error="Stopped."), user, started)
 
 
 async def _answer_question(
@@ -474,20 +582,13 @@ async def _answer_question(
 
 
 def _tables_for(prepared: _Prepared, answer: _Answer) -> list[TableInfo]:
-    """The catalogue's tables the question needs (none without a connection or a catalogue)."""
-    if prepared.connection is None or not prepared.tables:
+    """The catalogue's tables the question needs (none without a connection or a catalogue), as
+    found with the question (see _first_call_hold)."""
+    if prepared.context_ms is None:
         return []
-    started = time.perf_counter()
-    tables = schema_link(
-        prepared.tables,
-        prepared.question.content,
-        prepared.history,
-        token_budget=CONTEXT_TOKEN_BUDGET,
-        cache_key=_catalogue_key(prepared.connection),
-    )
-    answer.tables_used = [t.qualified_name for t in tables]
-    answer.timings["context_ms"] = _ms(started)
-    return tables
+    answer.tables_used = [t.qualified_name for t in prepared.linked]
+    answer.timings["context_ms"] = prepared.context_ms
+    return prepared.linked
 
 
 async def _answer(

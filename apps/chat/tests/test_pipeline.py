@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -15,7 +16,14 @@ from django.test.utils import CaptureQueriesContext
 from apps.billing.models import UsageRecord
 from apps.chat.models import ChatMessage, ChatSession, MessageRole, MessageStatus
 from apps.chat.routing import websocket_urlpatterns
-from apps.chat.services.pipeline import _prepare
+from apps.chat.services.pipeline import (
+    Event,
+    _answer_lock_release,
+    _off_loop,
+    _prepare,
+    _prepare_locked,
+    answer_question,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -184,6 +192,68 @@ async def test_stop_closes_the_model_stream_and_saves_a_stopped_answer(fake_llm,
     message = await latest_answer(chat_session)
     assert message.status == MessageStatus.CANCELLED
     assert await asyncio.to_thread(fake_llm.wait_for_disconnect, 5)
+
+
+async def test_an_answer_stopped_before_the_model_was_asked_gives_its_budget_back(fake_llm, chat_session):
+    from apps.billing.models import BudgetPeriod
+
+    async def stopped_on_seeing_the_question(event: Event) -> None:
+        if event.kind == "question":
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await answer_question(
+            session=chat_session,
+            user=chat_session.user,
+            text="total sales by region",
+            emit=stopped_on_seeing_the_question,
+        )
+
+    period = await database_sync_to_async(BudgetPeriod.objects.get)(org=chat_session.org)
+    assert (period.used, period.reserved) == (0, 0)
+    assert fake_llm.requests == []
+
+
+async def test_a_chat_closed_while_its_question_is_saved_is_freed_with_a_stopped_answer(
+    fake_llm, chat_session
+):
+    from apps.billing.models import BudgetPeriod
+
+    answering = asyncio.ensure_future(
+        answer_question(session=chat_session, user=chat_session.user, text="total sales by region")
+    )
+    await asyncio.sleep(0)  # the question is on its way to the database
+    answering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await answering
+
+    for _ in range(100):
+        answers = await database_sync_to_async(
+            lambda: list(chat_session.messages.filter(role=MessageRole.ASSISTANT))
+        )()
+        if answers:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.status for a in answers] == [MessageStatus.CANCELLED]
+    period = await database_sync_to_async(BudgetPeriod.objects.get)(org=chat_session.org)
+    assert (period.used, period.reserved) == (0, 0)
+    assert fake_llm.requests == []
+    fake_llm.script(sql_reply(SQL_BY_REGION))
+    fake_llm.script("Totals by region.")
+    answer = await answer_question(session=chat_session, user=chat_session.user, text="total sales by region")
+    assert answer.status == MessageStatus.DONE
+
+
+async def test_async_work_started_on_the_database_threads_runs_on_the_chats_event_loop():
+    # A budget warning's notification is pushed with async_to_sync from inside a settlement; with
+    # the in-memory channel layer (the embedded default) it must run on the loop of the sockets.
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def loop_seen_from_the_thread() -> asyncio.AbstractEventLoop:
+        return async_to_sync(running_loop)()
+
+    assert await _off_loop(loop_seen_from_the_thread)() is asyncio.get_running_loop()
 
 
 async def _frames_of_an_answer(fake_llm, chat_session) -> list[str]:
@@ -374,3 +444,21 @@ def test_preparing_a_question_takes_as_many_queries_in_a_long_chat_as_in_a_short
     turns_add(8)
 
     assert queries_to_prepare("a follow-up in a long chat") == short
+
+
+def test_a_question_is_ready_for_the_model_in_four_queries_once_its_catalogue_is_indexed(chat_session):
+    def prepare(text: str) -> list[dict]:
+        with CaptureQueriesContext(connection) as queries:
+            prepared = _prepare_locked(chat_session, text, chat_session.user)
+        _answer_lock_release(chat_session)
+        assert prepared is not None and prepared.first_call is not None
+        assert prepared.first_call.reservation is not None
+        return queries.captured_queries
+
+    prepare("total sales by region")  # indexes the catalogue
+
+    queries = prepare("and by month?")
+
+    # The question's save (with its chat's), the connection with the model settings, the history,
+    # and the first call's budget held.
+    assert len(queries) == 4, [q["sql"][:60] for q in queries]
