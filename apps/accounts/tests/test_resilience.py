@@ -5,6 +5,7 @@ counted nor refused until Redis is back; then the limits count again. Sessions, 
 cache (datamind.lib.sessions), are read from Postgres instead."""
 
 import pytest
+import redis
 from django.urls import reverse
 
 from datamind.lib.sessions import SessionStore
@@ -45,8 +46,6 @@ def test_a_session_keeps_working_while_redis_is_away_and_logging_out_still_ends_
 
 
 def test_a_cached_session_is_kept_at_most_session_cache_seconds(client, personas, settings):
-    import redis
-
     settings.SESSION_CACHE_SECONDS = 30
     client.force_login(personas.analyst)
     assert client.get(reverse("dashboards:index")).status_code == 200
