@@ -28,18 +28,31 @@ class Connection:
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[float, bytes]:
         """GET `path`: the milliseconds from sending to the last byte of the body, and the body."""
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in (self.headers | (headers or {})).items())]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode()
         started = time.perf_counter()
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        status, body, keep_alive = await self._response()
+        reused = self._writer is not None
+        try:
+            status, body, keep_alive = await self._exchange(request)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not reused:
+                raise
+            # The server closed the connection while it sat idle (uvicorn's keep-alive timeout is
+            # 5 s): as a browser does, send the request again on a new connection.
+            await self.close()
+            status, body, keep_alive = await self._exchange(request)
         elapsed = (time.perf_counter() - started) * 1000
         if not keep_alive:
             await self.close()
         if status != 200:
             raise HTTPError(f"GET {path} answered {status}")
         return elapsed, body
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes, bool]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        self._writer.write(request)
+        return await self._response()
 
     async def _response(self) -> tuple[int, bytes, bool]:
         assert self._reader is not None

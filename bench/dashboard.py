@@ -17,6 +17,9 @@ two cores goes to the client:
   requests in flight each (60 at once); a few rounds;
 - 20 viewers reloading: each viewer keeps reopening the dashboard, one request at a time, for a
   while (20 in flight, as wrk's connections in bench/http_load.py); requests per second;
+- 20 viewers browsing: people at their dashboards, each opening it as a browser does (the page,
+  then its widgets six at a time over HTTP/1.1), looking at it for 1 to 5 seconds, opening it
+  again; with the requests per second this makes and how busy the machine was;
 - server-side chart images: vl-convert PNG and SVG per chart widget.
 Each figure is printed beside its reference from the same run: the log-in page (a small page
 through daphne and the same middleware) for pages and fragments, and vl-convert's own Vega-Lite
@@ -27,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import socket
 import statistics
@@ -51,6 +55,8 @@ BENCH_REDIS_URL = "redis://127.0.0.1:6379/6"
 FLOOR_PATH = "/accounts/login/"
 VIEWERS = 20
 PER_VIEWER_IN_FLIGHT = 3
+BROWSER_IN_FLIGHT = 6  # Chromium's and Firefox's connections per host over HTTP/1.1
+LOOK_SECONDS = (1.0, 5.0)
 FRAGMENT_GOAL_MS = 50.0
 PAGE_GOAL_MS = 100.0
 HTMX = {"HX-Request": "true"}
@@ -311,7 +317,64 @@ class Viewer:
             await connection.close()
 
 
-async def bench_http(base: str, world: World, rounds: int, steady_seconds: float) -> list[Line]:
+@dataclass
+class Browsing:
+    pages: list[float]
+    fragments: list[float]
+    requests_per_second: float
+    machine_busy: float | None  # the share of all cores in use while it ran (Linux)
+
+
+async def browse(base: str, world: World, seconds: float, seed: int = 0) -> Browsing:
+    """Viewers as people use a dashboard: each opens it (the page, then its widgets
+    BROWSER_IN_FLIGHT at a time), looks at it for LOOK_SECONDS (at random), and opens it again.
+    Their first openings are spread over one look, as people do not arrive in the same
+    millisecond; every viewer's connections are opened and warm before the clock starts."""
+    rng = random.Random(seed)
+    viewers = [Viewer.open(base, cookie, BROWSER_IN_FLIGHT) for cookie in world.cookies]
+    for viewer in viewers:
+        await viewer.load(world)
+    pages: list[float] = []
+    fragments: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def look_and_reopen(viewer: Viewer, arrival: float) -> None:
+        await asyncio.sleep(arrival)
+        while time.perf_counter() < deadline:
+            page, timings, _ = await viewer.load(world)
+            pages.append(page)
+            fragments.extend(timings)
+            await asyncio.sleep(rng.uniform(*LOOK_SECONDS))
+
+    busy_before = machine_ticks()
+    started = time.perf_counter()
+    await asyncio.gather(*(look_and_reopen(v, rng.uniform(0, LOOK_SECONDS[1])) for v in viewers))
+    elapsed = time.perf_counter() - started
+    busy = busy_share(busy_before, machine_ticks())
+    for viewer in viewers:
+        await viewer.close()
+    return Browsing(pages, fragments, (len(pages) + len(fragments)) / elapsed, busy)
+
+
+def machine_ticks() -> tuple[int, int] | None:
+    """All cores' busy and total clock ticks so far, from Linux's /proc/stat (None elsewhere)."""
+    try:
+        ticks = [int(tick) for tick in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    idle = ticks[3] + ticks[4]  # idle and waiting for I/O
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+async def bench_http(
+    base: str, world: World, rounds: int, steady_seconds: float, browse_seconds: float
+) -> list[Line]:
     import redis
 
     anonymous = Connection(base)
@@ -358,6 +421,8 @@ async def bench_http(base: str, world: World, rounds: int, steady_seconds: float
     for viewer in steady:
         await viewer.close()
 
+    browsing = await browse(base, world, browse_seconds)
+
     p95 = lambda values: percentile(values, 0.95)  # noqa: E731
     cold_total, warm_total = (
         cold_page + sum(cold),
@@ -381,6 +446,25 @@ async def bench_http(base: str, world: World, rounds: int, steady_seconds: float
         against(f"{loop}: widget fragment p50", statistics.median(steady_fragments), floor),
         against(f"{loop}: widget fragment p95", p95(steady_fragments), floor, FRAGMENT_GOAL_MS),
         Line(f"{loop}: requests/s", f"{throughput:.0f}"),
+        *browsing_lines(browsing, floor, len(world.cookies)),
+    ]
+
+
+def browsing_lines(browsing: Browsing, floor: float, viewers: int) -> list[Line]:
+    looks = f"{LOOK_SECONDS[0]:.0f}-{LOOK_SECONDS[1]:.0f} s"
+    people = f"{viewers} viewers browsing ({BROWSER_IN_FLIGHT} requests each, looking {looks})"
+    busy = "n/a" if browsing.machine_busy is None else f"{browsing.machine_busy:.0%}"
+    return [
+        against(f"{people}: page p95", percentile(browsing.pages, 0.95), floor, PAGE_GOAL_MS),
+        against(f"{people}: widget fragment p50", statistics.median(browsing.fragments), floor),
+        against(
+            f"{people}: widget fragment p95", percentile(browsing.fragments, 0.95), floor, FRAGMENT_GOAL_MS
+        ),
+        Line(
+            f"{people}: dashboards opened, requests/s",
+            f"{len(browsing.pages)}, {browsing.requests_per_second:.0f}",
+        ),
+        Line(f"{people}: machine busy (all cores)", busy),
     ]
 
 
@@ -424,14 +508,14 @@ def _timed(work: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def main(rounds: int, pool: int, workers: int, steady_seconds: float) -> None:
+def main(rounds: int, pool: int, workers: int, steady_seconds: float, browse_seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="datamind-bench-dashboard-") as folder:
         tmp = Path(folder)
         started = time.perf_counter()
         with scratch(tmp, VIEWERS, pool) as (environment, world):
             print(f"world ready in {time.perf_counter() - started:.0f} s: 12 widgets, {VIEWERS} viewers")
             with server(environment, tmp / "server.log", workers) as base:
-                lines = asyncio.run(bench_http(base, world, rounds, steady_seconds))
+                lines = asyncio.run(bench_http(base, world, rounds, steady_seconds, browse_seconds))
             lines += bench_images(world, max(3, rounds // 4))
     served = f"uvicorn with {workers} worker processes" if workers else "one daphne process"
     connections = f"a pool of {pool} Postgres connections per process" if pool else "no connection pool"
@@ -447,4 +531,5 @@ if __name__ == "__main__":
     )
     parser.add_argument("--workers", type=int, default=0, help="serve with uvicorn and this many workers")
     arguments = parser.parse_args()
-    main(5 if arguments.quick else 20, arguments.pool, arguments.workers, 5 if arguments.quick else 20)
+    quick = arguments.quick
+    main(5 if quick else 20, arguments.pool, arguments.workers, 5 if quick else 20, 10 if quick else 40)
