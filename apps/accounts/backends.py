@@ -1,6 +1,10 @@
 from django.contrib.auth.backends import ModelBackend
 
 from apps.accounts.models import User
+from datamind.lib.prepared import Prepared
+
+# Every signed-in request reads its user: compiled once (see Prepared).
+_USER_WITH_ORG = Prepared(lambda pk: User.objects.select_related("org").filter(pk=pk), "pk")
 
 
 class UserWithOrgBackend(ModelBackend):
@@ -10,7 +14,7 @@ class UserWithOrgBackend(ModelBackend):
 
     def get_user(self, user_id: int) -> User | None:
         try:
-            user = User.objects.select_related("org").get(pk=user_id)
+            user = _USER_WITH_ORG.get(pk=int(user_id))
         except User.DoesNotExist:
             return None
         return user if self.user_can_authenticate(user) else None

@@ -1,16 +1,13 @@
-import functools
 import json
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.accounts.models import Organization, User
 from apps.chat.models import ChatMessage, ChatSession, LLMSettings
 from apps.connections.models import Connection
-
-M = TypeVar("M", bound=Model)
+from datamind.lib.prepared import Prepared
 
 
 def session_list(*, org: Organization, user: User, search: str = "") -> QuerySet[ChatSession]:
@@ -69,64 +66,19 @@ def messages_before(*, session: ChatSession, before: ChatMessage, limit: int) ->
         ]
 
 
+# A question's connection is read afresh on its way to the model: compiled once (see Prepared).
+_CONNECTION_WITH_MODEL_SETTINGS = Prepared(
+    lambda pk: Connection.objects.select_related("org__llm_settings").filter(pk=pk), "pk"
+)
+
+
 def connection_with_model_settings(*, pk: int) -> tuple[Connection, LLMSettings | None] | None:
     """A chat's connection, read afresh for a question (a chat stays open for hours, and its
     catalogue may be refreshed meanwhile), with its org (connection.org) and the org's model
-    settings (None when it saved none); None when the connection is gone.
-
-    On Postgres one plain SQL query whose rows become the three models through `Model.from_db`,
-    each column converted as the ORM converts it: compiling the same select_related query was two
-    thirds of its CPU (about 0.65 ms), on every question's way to the model. Other databases, whose
-    drivers need the backend's own converters (SQLite's dates, booleans), use the ORM.
-    """
-    if not _plain_sql():
-        try:
-            found = Connection.objects.select_related("org__llm_settings").get(pk=pk)
-        except Connection.DoesNotExist:
-            return None
-        # The reverse one-to-one raises (an AttributeError) when the org saved no settings.
-        return found, getattr(found.org, "llm_settings", None)
-    with connection.cursor() as cursor:
-        cursor.execute(_connection_with_model_settings_sql(), [pk])
-        row = cursor.fetchone()
-    if row is None:
+    settings (None when it saved none); None when the connection is gone."""
+    try:
+        found = _CONNECTION_WITH_MODEL_SETTINGS.get(pk=pk)
+    except Connection.DoesNotExist:
         return None
-    connection_end = len(_columns(Connection))
-    org_end = connection_end + len(_columns(Organization))
-    found = _from_row(Connection, row[:connection_end])
-    found.org = _from_row(Organization, row[connection_end:org_end])
-    llm = _from_row(LLMSettings, row[org_end:]) if row[org_end] is not None else None
-    return found, llm
-
-
-def _plain_sql() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def _columns(model: type[Model]) -> list[Field]:
-    return list(model._meta.concrete_fields)
-
-
-@functools.cache
-def _connection_with_model_settings_sql() -> str:
-    quote = connection.ops.quote_name
-    selected = ", ".join(
-        f"{alias}.{quote(field.column)}"
-        for model, alias in ((Connection, "c"), (Organization, "o"), (LLMSettings, "s"))
-        for field in _columns(model)
-    )
-    return (
-        f"SELECT {selected} FROM {quote(Connection._meta.db_table)} c "
-        f"JOIN {quote(Organization._meta.db_table)} o ON o.id = c.org_id "
-        f"LEFT JOIN {quote(LLMSettings._meta.db_table)} s ON s.org_id = o.id "
-        "WHERE c.id = %s"
-    )
-
-
-def _from_row(model: type[M], values: Sequence[Any]) -> M:
-    fields = _columns(model)
-    converted = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+    # The reverse one-to-one raises (an AttributeError) when the org saved no settings.
+    return found, getattr(found.org, "llm_settings", None)

@@ -3,6 +3,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from apps.accounts.models import Organization, Role, User
 from apps.chat.models import ChatMessage, MessageRole
 from apps.dashboards.models import Dashboard, Subscription, SubscriptionDelivery, Visibility, Widget
+from datamind.lib.prepared import Prepared
 
 # `org` may be an organisation or its id: the views pass the session user's `org_id`, so a
 # request that needs nothing else of the org does not load it.
@@ -12,8 +13,34 @@ OrgOrId = Organization | int
 RARELY_READ = ("last_result",)
 
 
-def _visible(org: OrgOrId, user: User) -> Q:
+def _visible(org: OrgOrId, user: User | int) -> Q:
     return Q(org=org) & (Q(owner=user) | Q(visibility=Visibility.ORG))
+
+
+def _pk(org: OrgOrId) -> int:
+    return org if isinstance(org, int) else org.pk
+
+
+# Every dashboard page and widget request starts with one of these: compiled once (see Prepared).
+_DASHBOARD_GET = Prepared(
+    lambda org, user, pk: Dashboard.objects.select_related("org", "owner").filter(_visible(org, user), pk=pk),
+    "org",
+    "user",
+    "pk",
+)
+_WIDGET_GET = Prepared(
+    lambda org, user, pk: (
+        Widget.objects.select_related("dashboard", "connection")
+        .defer(*RARELY_READ)
+        .filter(
+            Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)),
+            pk=pk,
+        )
+    ),
+    "org",
+    "user",
+    "pk",
+)
 
 
 def dashboard_list(*, org: Organization, user: User) -> QuerySet[Dashboard]:
@@ -28,7 +55,7 @@ def dashboard_list(*, org: Organization, user: User) -> QuerySet[Dashboard]:
 
 def dashboard_get(*, org: OrgOrId, user: User, pk: int) -> Dashboard:
     """A dashboard `user` may open; another org's, or a colleague's private one, is not found."""
-    return Dashboard.objects.select_related("org", "owner").get(_visible(org, user), pk=pk)
+    return _DASHBOARD_GET.get(org=_pk(org), user=user.pk, pk=pk)
 
 
 def dashboard_widgets(*, dashboard: Dashboard) -> QuerySet[Widget]:
@@ -45,14 +72,7 @@ def dashboard_tiles(*, dashboard: Dashboard) -> list[dict]:
 def widget_get(*, org: OrgOrId, user: User, pk: int) -> Widget:
     """A widget of a dashboard `user` may open, with what running it needs (its org is loaded
     only by the rarer paths that need it: exports, audit entries)."""
-    return (
-        Widget.objects.select_related("dashboard", "connection")
-        .defer(*RARELY_READ)
-        .get(
-            Q(dashboard__org=org) & (Q(dashboard__owner=user) | Q(dashboard__visibility=Visibility.ORG)),
-            pk=pk,
-        )
-    )
+    return _WIDGET_GET.get(org=_pk(org), user=user.pk, pk=pk)
 
 
 def widget_last_columns(*, widget: Widget) -> list[str]:

@@ -1,8 +1,5 @@
 import datetime
 
-import pytest
-
-from apps.chat import selectors
 from apps.chat.models import ChatMessage, ChatSession, LLMSettings, MessageRole
 from apps.chat.selectors import connection_with_model_settings, messages_before
 from apps.connections.models import Connection
@@ -52,15 +49,7 @@ def test_only_the_latest_messages_of_that_chat_are_read(chat_session):
     assert [m["content"] for m in latest] == ["question 5", "question 4"]
 
 
-@pytest.fixture(params=["plain SQL", "ORM"])
-def ways(request, monkeypatch) -> None:
-    """Every test using it runs twice: with the plain SQL Postgres uses, and with the ORM query
-    other databases (SQLite) use."""
-    if request.param == "ORM":
-        monkeypatch.setattr(selectors, "_plain_sql", lambda: False)
-
-
-def test_a_questions_connection_comes_with_its_org_and_the_orgs_model_settings(ways, shop_connection):
+def test_a_questions_connection_comes_with_its_org_and_the_orgs_model_settings(shop_connection):
     saved = LLMSettings.objects.create(
         org=shop_connection.org, provider="anthropic", model="claude-test", api_key="sk-secret"
     )
@@ -77,13 +66,13 @@ def test_a_questions_connection_comes_with_its_org_and_the_orgs_model_settings(w
     assert field_values(llm) == field_values(saved) and llm.api_key == "sk-secret"
 
 
-def test_an_org_without_model_settings_has_none(ways, shop_connection):
+def test_an_org_without_model_settings_has_none(shop_connection):
     found, llm = connection_with_model_settings(pk=shop_connection.pk)
 
     assert found == shop_connection and llm is None
 
 
-def test_a_deleted_connection_is_not_found(ways, shop_connection):
+def test_a_deleted_connection_is_not_found(shop_connection):
     pk = shop_connection.pk
     shop_connection.delete()
 
