@@ -34,8 +34,11 @@ sets up (and always removes) its own scratch Postgres database, Redis db 5 and w
    read the request to the moment it has written the first chunk, both on this process's clock),
    so it covers everything of ours: the consumer, the database work, building the provider, the
    SDK and its HTTP request, rendering and sending the fragment. Measured for questions one
-   after another on one chat, then for 50 chats asking at the same moment (a few rounds); the
-   first question after daphne starts is shown apart. The anthropic SDK alone against the fake
+   after another on one chat, then for 50 chats asking at the same moment (a few rounds), then
+   for 50 chats in use as people use them (each asks, reads the answer for READING_SECONDS at
+   random, asks again; their first questions spread over one such pause), with the questions a
+   second this makes and how busy the machine was; the first question after daphne starts is
+   shown apart. The anthropic SDK alone against the fake
    gives the part of the overhead that any client of the API pays.
 
 Every figure is printed with its goal and PASS or MISS; the verdicts are information: the exit
@@ -67,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlglot  # noqa: E402
+from _machine import busy_share, machine_ticks  # noqa: E402
 from sqlglot import exp  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.typing import Origin  # noqa: E402
@@ -97,10 +101,23 @@ class Sizes:
     catalogue_tables: int
     streamed_questions: int
     concurrent_rounds: int
+    conversing_seconds: float
 
 
-FULL = Sizes(timed_questions=500, catalogue_tables=2_000, streamed_questions=30, concurrent_rounds=3)
-QUICK = Sizes(timed_questions=100, catalogue_tables=2_000, streamed_questions=10, concurrent_rounds=1)
+FULL = Sizes(
+    timed_questions=500,
+    catalogue_tables=2_000,
+    streamed_questions=30,
+    concurrent_rounds=3,
+    conversing_seconds=60,
+)
+QUICK = Sizes(
+    timed_questions=100,
+    catalogue_tables=2_000,
+    streamed_questions=10,
+    concurrent_rounds=1,
+    conversing_seconds=15,
+)
 
 
 def verdict(ok: bool) -> str:
@@ -418,6 +435,7 @@ def bench_context_time(sizes: Sizes) -> list[Line]:
 FIRST_TOKEN_GOAL_MS = 50.0
 CONCURRENT_GOAL_MS = 250.0
 CONCURRENT_CHATS = 50
+READING_SECONDS = (2.0, 8.0)
 SQL_CHUNKS = 20
 ANALYSIS_CHUNKS = 10
 CHUNK_DELAY_S = 0.02
@@ -800,6 +818,9 @@ class StreamingRun:
     concurrent: list[Asked]
     connect_ms: float
     cpu_ms: tuple[float | None, float | None]
+    conversing: list[Asked]
+    conversing_per_second: float
+    machine_busy: float | None
 
 
 def cpu_per_answer_ms(pid: int, before: float | None, answers: int) -> float | None:
@@ -839,10 +860,39 @@ async def streaming_run(
             start.set()
             concurrent += await asyncio.gather(*asking)
             await asyncio.sleep(0.5)
+        cpu_ms = (sequential_cpu, cpu_per_answer_ms(pid, cpu, len(concurrent)))
+        conversing, elapsed, busy = await conversing_run(sockets, sizes.conversing_seconds)
     finally:
         await asyncio.gather(*(s.close() for s in sockets))
-    cpu_ms = (sequential_cpu, cpu_per_answer_ms(pid, cpu, len(concurrent)))
-    return StreamingRun(sdk_new, sdk_reused, cold, sequential, concurrent, connect_ms, cpu_ms)
+    return StreamingRun(
+        sdk_new, sdk_reused, cold, sequential, concurrent, connect_ms, cpu_ms,
+        conversing, len(conversing) / elapsed, busy,
+    )  # fmt: skip
+
+
+async def conversing_run(
+    sockets: list[ClientConnection], seconds: float
+) -> tuple[list[Asked], float, float | None]:
+    """The chats in use as people use them: each asks, reads the answer for READING_SECONDS (at
+    random), and asks again until `seconds` have passed; the first questions are spread over one
+    pause. The questions asked, the seconds it took and the share of the machine's cores in use."""
+    rng = random.Random(0)
+    asked: list[Asked] = []
+    deadline = time.perf_counter() + seconds
+
+    async def converse(n: int, ws: ClientConnection) -> None:
+        await asyncio.sleep(rng.uniform(0, READING_SECONDS[1]))
+        turn = 0
+        while time.perf_counter() < deadline:
+            asked.append(await ask(ws, f"total sales by region (chat {n}, turn {turn})"))
+            turn += 1
+            await asyncio.sleep(rng.uniform(*READING_SECONDS))
+
+    busy_before = machine_ticks()
+    started = time.perf_counter()
+    await asyncio.gather(*(converse(n, ws) for n, ws in enumerate(sockets)))
+    elapsed = time.perf_counter() - started
+    return asked, elapsed, busy_share(busy_before, machine_ticks())
 
 
 def bench_streaming(sizes: Sizes, pool: int) -> list[Line]:
@@ -940,6 +990,7 @@ def streaming_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
             f"streams alone {stream_ms:.0f} ms",
         ),
         Line(f"  {CONCURRENT_CHATS} sockets connected and authenticated (all)", ms(run.connect_ms)),
+        *conversing_lines(run, clock),
         Line(
             "daphne's CPU time per answer: in turn / at once",
             " / ".join("n/a" if cpu is None else ms(cpu) for cpu in run.cpu_ms),
@@ -953,6 +1004,33 @@ def streaming_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
             )
         )
     return lines
+
+
+def conversing_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
+    conversing = Latencies.of(run.conversing, clock)
+    if not conversing.added:
+        return [Line("chats in use: no complete answers", f"{conversing.incomplete} failed")]
+    p95 = percentile(conversing.added, 0.95)
+    reading = f"{READING_SECONDS[0]:.0f}-{READING_SECONDS[1]:.0f} s"
+    busy = "n/a" if run.machine_busy is None else f"{run.machine_busy:.0%}"
+    return [
+        Line(
+            f"{CONCURRENT_CHATS} chats in use (answers read {reading}): added latency to first token p50",
+            ms(statistics.median(conversing.added)),
+            f"fake's own {ms(statistics.median(conversing.fake))}",
+        ),
+        Line(
+            "  added latency to first token p95",
+            ms(p95),
+            goal=f"<= {CONCURRENT_GOAL_MS:.0f} ms",
+            verdict=verdict(p95 <= CONCURRENT_GOAL_MS),
+        ),
+        Line("  added latency to first token p99", ms(percentile(conversing.added, 0.99))),
+        Line(
+            "  questions, questions/s, machine busy (all cores)",
+            f"{len(run.conversing)}, {run.conversing_per_second:.1f}, {busy}",
+        ),
+    ]
 
 
 def main(sizes: Sizes, pool: int) -> None:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _keepalive import Connection
+from _machine import busy_share, machine_ticks
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -354,22 +355,6 @@ async def browse(base: str, world: World, seconds: float, seed: int = 0) -> Brow
     for viewer in viewers:
         await viewer.close()
     return Browsing(pages, fragments, (len(pages) + len(fragments)) / elapsed, busy)
-
-
-def machine_ticks() -> tuple[int, int] | None:
-    """All cores' busy and total clock ticks so far, from Linux's /proc/stat (None elsewhere)."""
-    try:
-        ticks = [int(tick) for tick in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    idle = ticks[3] + ticks[4]  # idle and waiting for I/O
-    return sum(ticks) - idle, sum(ticks)
-
-
-def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 async def bench_http(
