@@ -28,6 +28,13 @@ _DASHBOARD_GET = Prepared(
     "user",
     "pk",
 )
+_TILE_FIELDS = ("pk", "title", "width", "height")
+_TILES = Prepared(
+    lambda dashboard: (
+        Widget.objects.filter(dashboard=dashboard).order_by("position", "id").values_list(*_TILE_FIELDS)
+    ),
+    "dashboard",
+)
 _WIDGET_GET = Prepared(
     lambda org, user, pk: (
         Widget.objects.select_related("dashboard", "connection")
@@ -66,7 +73,7 @@ def dashboard_tiles(*, dashboard: Dashboard) -> list[dict]:
     """The dashboard's widgets as the grid's skeleton tiles draw them, before each loads itself:
     what a tile shows and nothing else, so the list also names the grid's rendered HTML in the
     cache (dashboards/dashboard_detail.html)."""
-    return list(dashboard.widgets.order_by("position", "id").values("pk", "title", "width", "height"))
+    return [dict(zip(_TILE_FIELDS, row, strict=True)) for row in _TILES.rows(dashboard=dashboard.pk)]
 
 
 def widget_get(*, org: OrgOrId, user: User, pk: int) -> Widget:

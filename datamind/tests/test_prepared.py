@@ -96,3 +96,24 @@ def test_a_value_the_orm_would_change_is_refused_rather_than_guessed():
 
     with pytest.raises(ImproperlyConfigured):
         shifted.get(pk=user.pk)
+
+
+def test_rows_of_a_values_list_come_in_its_order_and_converted():
+    dashboard = DashboardFactory()
+    later = WidgetFactory(dashboard=dashboard, position=2, chart={"mark": "line"})
+    earlier = WidgetFactory(dashboard=dashboard, position=1, chart={"mark": "bar"})
+    WidgetFactory(position=0)  # another dashboard's
+    tiles = Prepared(
+        lambda dashboard: (
+            Widget.objects.filter(dashboard=dashboard)
+            .order_by("position")
+            .values_list("pk", "chart", "created_at")
+        ),
+        "dashboard",
+    )
+
+    rows = tiles.rows(dashboard=dashboard.pk)
+
+    assert [row[:2] for row in rows] == [[earlier.pk, {"mark": "bar"}], [later.pk, {"mark": "line"}]]
+    assert all(isinstance(row[2], datetime.datetime) for row in rows)
+    assert tiles.rows(dashboard=DashboardFactory().pk) == []
