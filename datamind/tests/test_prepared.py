@@ -83,6 +83,8 @@ def test_rows_it_does_not_find_or_finds_twice_raise_as_get_does():
         prepared.get(org=dashboard.org_id, user=stranger.pk, pk=dashboard.pk)
     with pytest.raises(Dashboard.DoesNotExist):  # another org's
         prepared.get(org=UserFactory().org_id, user=dashboard.owner_id, pk=dashboard.pk)
+    with pytest.raises(Dashboard.DoesNotExist):  # an id no key can hold (a URL's <int:pk> allows it)
+        prepared.get(org=dashboard.org_id, user=dashboard.owner_id, pk=10**30)
 
     DashboardFactory(org=dashboard.org, owner=dashboard.owner)
     every_one = Prepared(lambda owner: Dashboard.objects.filter(owner=owner), "owner")
