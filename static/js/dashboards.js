@@ -15,7 +15,12 @@
   }
 
   document.addEventListener("change", function (event) {
-    if (event.target.matches("[data-autosubmit]")) event.target.form.requestSubmit();
+    if (!event.target.matches("[data-autosubmit]")) return;
+    // A widget's controls can be used in the moment between their arrival and htmx's processing
+    // of them (it binds hx-post as the swap settles); without this, that submit would be the
+    // browser's own and reload the page, losing the focus.
+    if (window.htmx) window.htmx.process(event.target.form);
+    event.target.form.requestSubmit();
   });
 
   var dragged = null;
