@@ -47,7 +47,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -70,7 +70,8 @@ dashboard_bench = _bench_module("dashboard")
 USERS = 20
 HEAVY_CLIENTS = 4
 HEAVY_SQL = "SELECT i, i * 2 AS double, 'row ' || i AS label FROM range(5000) t(i)"
-GOAL_P95_MS = 100.0
+GOAL_P95_MS = 100.0  # issue 8: a warm page
+FRAGMENT_GOAL_P95_MS = 50.0  # issue 5: a warm widget fragment
 # Its own Redis db, so this benchmark never clears bench/chat.py's.
 chat_bench.BENCH_REDIS_URL = "redis://127.0.0.1:6379/4"
 PRODUCTION = {
@@ -117,6 +118,7 @@ class Figures:
     p99: float
     requests: int
     errors: int
+    goal_ms: float = GOAL_P95_MS
 
 
 def layouts(workers: int) -> list[Layout]:
@@ -208,23 +210,32 @@ def heavy_neighbours(port: int, connection_id: int, key: str) -> Iterator[list[i
             thread.join(timeout=60)
 
 
-def browsing(port: int, dashboard_id: int, widget_ids: list[int], chats, seconds: int) -> list[tuple]:
+def browsing(
+    port: int, dashboard_id: int, widget_ids: list[int], cookies: list[str], seconds: int
+) -> list[tuple[str, Figures]]:
     """USERS people at the dashboard as bench/dashboard.py's browsing viewers: each opens it as a
     browser does (the page, then its widgets six at a time), looks at it a few seconds, opens it
     again. Their pages and fragments as two rows (requests per second: all of theirs)."""
-    world = dashboard_bench.World(dashboard_id, widget_ids, [chat.cookie for chat in chats])
+    world = dashboard_bench.World(dashboard_id, widget_ids, cookies)
     run = asyncio.run(dashboard_bench.browse(f"http://127.0.0.1:{port}", world, seconds))
     looks = "-".join(f"{s:.0f}" for s in dashboard_bench.LOOK_SECONDS)
     busy = "" if run.machine_busy is None else f", machine {run.machine_busy:.0%} busy"
     return [
-        (f"{USERS} users browsing the dashboard ({looks} s looks{busy}): {name}", _figures(timings, run))
-        for name, timings in (("page", run.pages), ("widget fragments", run.fragments))
+        (
+            f"{USERS} users browsing the dashboard ({looks} s looks{busy}): {name}",
+            Figures(
+                run.requests_per_second,
+                *(dashboard_bench.percentile(timings, share) for share in (0.5, 0.95, 0.99)),
+                requests=len(timings),
+                errors=0,
+                goal_ms=goal,
+            ),
+        )
+        for name, timings, goal in (
+            ("page", run.pages, GOAL_P95_MS),
+            ("widget fragments", run.fragments, FRAGMENT_GOAL_P95_MS),
+        )
     ]
-
-
-def _figures(timings: list[float], run) -> Figures:
-    p = lambda share: dashboard_bench.percentile(timings, share)  # noqa: E731
-    return Figures(run.requests_per_second, p(0.5), p(0.95), p(0.99), len(timings), 0)
 
 
 def collect_static(environment: dict[str, str]) -> None:
@@ -297,7 +308,10 @@ def main(seconds: int, workers: int) -> None:
                     for label, path, headers in endpoints:
                         url = f"http://127.0.0.1:{port}{path}"
                         wrk(url, max(2, seconds // 4), script, cookies, headers)  # warm-up
-                        results.append((layout.name, label, wrk(url, seconds, script, cookies, headers)))
+                        figures = wrk(url, seconds, script, cookies, headers)
+                        if path.startswith("/dashboards/widgets/"):
+                            figures = replace(figures, goal_ms=FRAGMENT_GOAL_P95_MS)
+                        results.append((layout.name, label, figures))
                         print(f"  {layout.name:<34} {label:<32} {results[-1][2].rps:8.1f} req/s", flush=True)
                     label, path, headers = endpoints[0]  # the dashboard page
                     with heavy_neighbours(port, connection_id, analyst_key) as done:
@@ -305,14 +319,16 @@ def main(seconds: int, workers: int) -> None:
                     label = f"{label}, {HEAVY_CLIENTS} heavy API clients ({done[0]} queries)"
                     results.append((layout.name, label, busy))
                     print(f"  {layout.name:<34} {label:<32} {busy.rps:8.1f} req/s", flush=True)
-                    for label, figures in browsing(port, dashboard_id, widget_ids, chats, seconds * 2):
+                    sessions = [chat.cookie for chat in chats]
+                    for label, figures in browsing(port, dashboard_id, widget_ids, sessions, seconds * 2):
                         results.append((layout.name, label, figures))
                         print(f"  {layout.name:<34} {label:<32} {figures.rps:8.1f} req/s", flush=True)
     print()
-    print(f"| layout | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | p95 <= {GOAL_P95_MS:.0f} ms |")
+    print("| layout | endpoint | req/s | p50 ms | p95 ms | p99 ms | errors | p95 goal |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for layout_name, label, figures in results:
-        verdict = "PASS" if figures.p95 <= GOAL_P95_MS and figures.errors == 0 else "MISS"
+        met = figures.p95 <= figures.goal_ms and figures.errors == 0
+        verdict = f"<= {figures.goal_ms:.0f} ms: {'PASS' if met else 'MISS'}"
         print(
             f"| {layout_name} | {label} | {figures.rps:.0f} | {figures.p50:.1f} | {figures.p95:.1f} | "
             f"{figures.p99:.1f} | {figures.errors} | {verdict} |"
