@@ -318,6 +318,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "apps.accounts.models.Role",
         "MessageRoleEnum": "apps.chat.models.MessageRole",
+        # Exports and subscription attachments offer the same two formats.
+        "DataFormatEnum": "apps.connections.models.ExportFormat",
     },
 }
 

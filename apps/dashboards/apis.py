@@ -1,4 +1,5 @@
-"""The dashboards API: dashboards, their widgets, refreshing, a widget's data and chart images.
+"""The dashboards API: dashboards, their widgets, refreshing, a widget's data and chart images,
+and the dashboard's e-mail subscriptions.
 
 The same services and selectors as the pages: a dashboard is looked up among those the caller
 may open *before* any role is checked, so another org's dashboard (or a colleague's private one)
@@ -8,7 +9,7 @@ is a 404; editing needs an analyst who owns it, or an admin.
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,17 +18,27 @@ from rest_framework.views import APIView
 from apps.connections.models import Connection
 from apps.connections.selectors import connection_get
 from apps.dashboards import selectors
-from apps.dashboards.models import Dashboard, Visibility, Widget, WidgetKind
+from apps.dashboards.models import (
+    AttachmentFormat,
+    Dashboard,
+    DeliveryStatus,
+    Subscription,
+    Visibility,
+    Widget,
+    WidgetKind,
+)
 from apps.dashboards.services import dashboards as services
+from apps.dashboards.services import subscriptions as subscription_services
 from apps.dashboards.services.exports import IMAGE_TYPES, widget_chart_image
 from apps.dashboards.services.filters import MAX_VALUE_FILTERS, Filters, filters_from_query
 from apps.dashboards.services.refresh import dashboard_refresh
 from apps.dashboards.services.widgets import widget_run
 from datamind.lib.api import Pagination, error_responses, paginated_response
-from datamind.lib.permissions import IsMember, ReadOrRole
+from datamind.lib.permissions import IsAnalyst, IsMember, ReadOrRole
 
 _TAGS = ["dashboards"]
 _EDIT_DENIED = "Only the dashboard's owner, or an admin, can change it."
+_SUBSCRIPTION_DELETE_DENIED = "Only whoever made this subscription, or an admin, can delete it."
 _FILTER_PARAMETERS = [
     OpenApiParameter("date_from", OpenApiTypes.DATE, description="Keep rows on or after this day."),
     OpenApiParameter("date_to", OpenApiTypes.DATE, description="Keep rows on or before this day."),
@@ -381,3 +392,127 @@ class WidgetChartApi(DashboardApi):
             widget=widget, fmt=fmt, filters=_filters(request, widget), user=request.user
         )
         return HttpResponse(image, content_type=IMAGE_TYPES[fmt])
+
+
+class DeliverySerializer(serializers.Serializer):
+    scheduled_for = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    note = serializers.CharField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "SubscriptionDelivery"
+
+
+class SubscriptionSerializers:
+    class InputSerializer(serializers.Serializer):
+        cron = serializers.CharField(
+            max_length=100,
+            help_text=(
+                "minute hour day-of-month month day-of-week, in the organisation's time zone: "
+                "`0 8 * * *` every day at 08:00, `0 8 * * 1` on Mondays."
+            ),
+        )
+        recipients = serializers.ListField(
+            child=serializers.CharField(max_length=254),
+            max_length=subscription_services.MAX_RECIPIENTS,
+            help_text="Members of the organisation, or addresses an admin allows.",
+        )
+        attachment_format = serializers.ChoiceField(
+            choices=AttachmentFormat.choices, default=AttachmentFormat.CSV
+        )
+        skip_on_failure = serializers.BooleanField(
+            default=False, help_text="Skip the e-mail when a widget fails (otherwise it says so)."
+        )
+
+        class Meta:
+            ref_name = "SubscriptionSettings"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        dashboard = serializers.IntegerField(source="dashboard_id")
+        cron = serializers.CharField()
+        timezone = serializers.CharField(source="dashboard.org.timezone")
+        recipients = serializers.ListField(child=serializers.EmailField())
+        unsubscribed = serializers.ListField(child=serializers.EmailField())
+        attachment_format = serializers.ChoiceField(choices=AttachmentFormat.choices)
+        skip_on_failure = serializers.BooleanField()
+        next_run_at = serializers.DateTimeField(allow_null=True)
+        created_by = serializers.EmailField(source="created_by.email", allow_null=True)
+        created_at = serializers.DateTimeField()
+        last_delivery = serializers.SerializerMethodField()
+
+        class Meta:
+            ref_name = "Subscription"
+
+        @extend_schema_field(DeliverySerializer(allow_null=True))
+        def get_last_delivery(self, subscription: Subscription) -> dict | None:
+            latest = subscription.latest_deliveries  # the selectors' prefetch
+            return DeliverySerializer(latest[0]).data if latest else None
+
+
+class SubscriptionApi(DashboardApi):
+    """Analysts and admins: a subscription e-mails recipients, whose addresses only they see."""
+
+    permission_classes = [IsAnalyst]
+
+    def get_subscription(self, pk: int, subscription_pk: int) -> Subscription:
+        try:
+            return selectors.subscription_get(dashboard=self.get_dashboard(pk), pk=subscription_pk)
+        except Subscription.DoesNotExist:
+            raise exceptions.NotFound()
+
+
+class SubscriptionListApi(SubscriptionApi):
+    InputSerializer = SubscriptionSerializers.InputSerializer
+    OutputSerializer = SubscriptionSerializers.OutputSerializer
+
+    @extend_schema(
+        tags=_TAGS,
+        responses={200: OutputSerializer(many=True), **error_responses(401, 403, 404)},
+        summary="List a dashboard's e-mail subscriptions",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        subscriptions = selectors.subscription_list(dashboard=self.get_dashboard(pk))
+        return Response(self.OutputSerializer(subscriptions, many=True).data)
+
+    @extend_schema(
+        tags=_TAGS,
+        request=InputSerializer,
+        responses={201: OutputSerializer, **error_responses(400, 401, 403, 404)},
+        summary="E-mail a dashboard on a schedule",
+        description="Its charts as PNG and each widget's data as CSV or XLSX, with a link back.",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        dashboard = self.get_dashboard(pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = subscription_services.subscription_create(
+            dashboard=dashboard, user=request.user, **serializer.validated_data
+        )
+        subscription = selectors.subscription_get(dashboard=dashboard, pk=created.pk)
+        return Response(self.OutputSerializer(subscription).data, status=status.HTTP_201_CREATED)
+
+
+class SubscriptionDetailApi(SubscriptionApi):
+    OutputSerializer = SubscriptionSerializers.OutputSerializer
+
+    @extend_schema(
+        tags=_TAGS,
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
+        summary="Get a subscription",
+    )
+    def get(self, request: Request, pk: int, subscription_pk: int) -> Response:
+        return Response(self.OutputSerializer(self.get_subscription(pk, subscription_pk)).data)
+
+    @extend_schema(
+        tags=_TAGS,
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(401, 403, 404)},
+        summary="Delete a subscription",
+    )
+    def delete(self, request: Request, pk: int, subscription_pk: int) -> Response:
+        subscription = self.get_subscription(pk, subscription_pk)
+        if not selectors.can_delete_subscription(user=request.user, subscription=subscription):
+            raise exceptions.PermissionDenied(_SUBSCRIPTION_DELETE_DENIED)
+        subscription_services.subscription_delete(subscription=subscription, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

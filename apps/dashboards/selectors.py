@@ -95,24 +95,32 @@ def can_edit(*, user: User, dashboard: Dashboard) -> bool:
     return dashboard.owner_id == user.pk or user.has_role(Role.ADMIN)
 
 
+def can_delete_subscription(*, user: User, subscription: Subscription) -> bool:
+    """Whoever made a subscription deletes it, and admins every one."""
+    return subscription.created_by_id == user.pk or user.has_role(Role.ADMIN)
+
+
 def editable_dashboards(*, org: Organization, user: User) -> QuerySet[Dashboard]:
     """Where `user` may pin a widget."""
     dashboards = dashboard_list(org=org, user=user)
     return dashboards if user.has_role(Role.ADMIN) else dashboards.filter(owner=user)
 
 
-def subscription_list(*, dashboard: Dashboard) -> QuerySet[Subscription]:
-    """The dashboard's subscriptions, each with its latest delivery in `latest_deliveries`."""
+def _with_latest_delivery(subscriptions: QuerySet[Subscription]) -> QuerySet[Subscription]:
+    """Each subscription with its latest delivery (or none) in `latest_deliveries`."""
     latest = SubscriptionDelivery.objects.order_by("-scheduled_for")[:1]
-    return (
-        dashboard.subscriptions.select_related("created_by")
-        .prefetch_related(Prefetch("deliveries", queryset=latest, to_attr="latest_deliveries"))
-        .order_by("id")
+    return subscriptions.select_related("dashboard__org", "created_by").prefetch_related(
+        Prefetch("deliveries", queryset=latest, to_attr="latest_deliveries")
     )
 
 
+def subscription_list(*, dashboard: Dashboard) -> QuerySet[Subscription]:
+    """The dashboard's subscriptions, each with its latest delivery in `latest_deliveries`."""
+    return _with_latest_delivery(dashboard.subscriptions.order_by("id"))
+
+
 def subscription_get(*, dashboard: Dashboard, pk: int) -> Subscription:
-    return Subscription.objects.select_related("dashboard", "org").get(dashboard=dashboard, pk=pk)
+    return _with_latest_delivery(Subscription.objects.select_related("org")).get(dashboard=dashboard, pk=pk)
 
 
 def question_of(*, message: ChatMessage) -> str:

@@ -45,6 +45,12 @@ api_urlpatterns = [
     path(
         "dashboards/<int:pk>/widgets/<int:widget_pk>/", apis.WidgetDetailApi.as_view(), name="widget-detail"
     ),
+    path("dashboards/<int:pk>/subscriptions/", apis.SubscriptionListApi.as_view(), name="subscription-list"),
+    path(
+        "dashboards/<int:pk>/subscriptions/<int:subscription_pk>/",
+        apis.SubscriptionDetailApi.as_view(),
+        name="subscription-detail",
+    ),
     path("widgets/<int:pk>/data/", apis.WidgetDataApi.as_view(), name="widget-data"),
     re_path(
         r"^widgets/(?P<pk>[0-9]+)/chart\.(?P<fmt>png|svg)$",

@@ -6,8 +6,8 @@ from PIL import Image
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from apps.accounts.models import User
-from apps.dashboards.models import Dashboard, Widget
+from apps.accounts.models import AuditLog, User
+from apps.dashboards.models import Dashboard, DeliveryStatus, Subscription, SubscriptionDelivery, Widget
 from apps.dashboards.tests.conftest import TOTALS
 
 pytestmark = pytest.mark.django_db
@@ -19,8 +19,16 @@ def bearer(user: User) -> APIClient:
     return client
 
 
-def routes(dashboard: Dashboard, widget: Widget) -> list[tuple[str, str]]:
-    d, w = dashboard.pk, widget.pk
+@pytest.fixture
+def subscription(personas, dashboard) -> Subscription:
+    analyst = personas.analyst
+    return Subscription.objects.create(
+        org=personas.org, dashboard=dashboard, created_by=analyst, recipients=[analyst.email]
+    )
+
+
+def routes(dashboard: Dashboard, widget: Widget, subscription: Subscription) -> list[tuple[str, str]]:
+    d, w, s = dashboard.pk, widget.pk, subscription.pk
     return [
         ("get", reverse("dashboards-api:dashboard-detail", args=[d])),
         ("patch", reverse("dashboards-api:dashboard-detail", args=[d])),
@@ -33,6 +41,10 @@ def routes(dashboard: Dashboard, widget: Widget) -> list[tuple[str, str]]:
         ("delete", reverse("dashboards-api:widget-detail", args=[d, w])),
         ("get", reverse("dashboards-api:widget-data", args=[w])),
         ("get", reverse("dashboards-api:widget-chart", args=[w, "png"])),
+        ("get", reverse("dashboards-api:subscription-list", args=[d])),
+        ("post", reverse("dashboards-api:subscription-list", args=[d])),
+        ("get", reverse("dashboards-api:subscription-detail", args=[d, s])),
+        ("delete", reverse("dashboards-api:subscription-detail", args=[d, s])),
     ]
 
 
@@ -142,12 +154,13 @@ def test_viewers_read_but_cannot_change(personas, dashboard, widget):
     assert api.post(reverse("dashboards-api:dashboard-list"), {"title": "x"}).status_code == 403
 
 
-def test_another_orgs_dashboard_and_widget_are_a_404_everywhere(personas, dashboard, widget):
+def test_another_orgs_dashboard_and_widget_are_a_404_everywhere(personas, dashboard, widget, subscription):
     api = bearer(personas.outsider)
 
-    for method, path in routes(dashboard, widget):
+    for method, path in routes(dashboard, widget, subscription):
         assert getattr(api, method)(path, {}, format="json").status_code == 404, (method, path)
     assert Dashboard.objects.filter(pk=dashboard.pk).exists() and Widget.objects.filter(pk=widget.pk).exists()
+    assert Subscription.objects.filter(pk=subscription.pk).exists()
 
 
 def test_a_widget_of_another_dashboard_is_not_found_through_this_one(personas, dashboard, widget):
@@ -160,8 +173,8 @@ def test_a_widget_of_another_dashboard_is_not_found_through_this_one(personas, d
     assert response.status_code == 404
 
 
-def test_anonymous_calls_are_refused(dashboard, widget):
-    for method, path in routes(dashboard, widget):
+def test_anonymous_calls_are_refused(dashboard, widget, subscription):
+    for method, path in routes(dashboard, widget, subscription):
         assert getattr(APIClient(), method)(path).status_code == 401, (method, path)
 
 
@@ -175,5 +188,93 @@ def test_the_endpoints_are_in_the_openapi_schema(client):
         "/api/v1/dashboards/{id}/refresh/",
         "/api/v1/widgets/{id}/data/",
         "/api/v1/widgets/{id}/chart.{fmt}",
+        "/api/v1/dashboards/{id}/subscriptions/",
+        "/api/v1/dashboards/{id}/subscriptions/{subscription_pk}/",
     ):
         assert f"{path}:" in schema, path
+
+
+def test_an_analyst_subscribes_a_dashboard_and_reads_its_schedule_back(personas, dashboard):
+    personas.org.timezone = "Europe/Paris"
+    personas.org.save()
+    api = bearer(personas.analyst)
+
+    created = api.post(
+        reverse("dashboards-api:subscription-list", args=[dashboard.pk]),
+        {"cron": "0  8 * * 1", "recipients": [personas.viewer.email.upper()], "attachment_format": "xlsx"},
+        format="json",
+    )
+
+    assert created.status_code == 201, created.data
+    assert created.data["cron"] == "0 8 * * 1" and created.data["timezone"] == "Europe/Paris"
+    assert created.data["recipients"] == [personas.viewer.email]
+    assert created.data["attachment_format"] == "xlsx"
+    assert created.data["created_by"] == personas.analyst.email
+    assert created.data["next_run_at"] and created.data["last_delivery"] is None
+    assert AuditLog.objects.filter(action="subscription.create", actor=personas.analyst).exists()
+    subscription = Subscription.objects.get(pk=created.data["id"])
+    SubscriptionDelivery.objects.create(
+        subscription=subscription, scheduled_for=subscription.next_run_at, status=DeliveryStatus.SENT
+    )
+    listed = api.get(reverse("dashboards-api:subscription-list", args=[dashboard.pk]))
+    assert [s["id"] for s in listed.data] == [subscription.pk]
+    assert listed.data[0]["last_delivery"]["status"] == "sent"
+
+
+MEMBER = "<a member's address>"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"cron": "every monday", "recipients": [MEMBER]}, "cron"),
+        ({"cron": "0 8 31 2 *", "recipients": [MEMBER]}, "cron"),  # never runs
+        ({"cron": "0 8 * * *", "recipients": []}, "recipients"),
+        ({"cron": "0 8 * * *", "recipients": ["stranger@elsewhere.test"]}, "recipients"),
+        ({"cron": "0 8 * * *", "recipients": ["not an address"]}, "recipients"),
+    ],
+)
+def test_a_bad_subscription_is_refused_with_the_reason_and_nothing_saved(personas, dashboard, body, field):
+    body["recipients"] = [personas.analyst.email if r == MEMBER else r for r in body["recipients"]]
+    response = bearer(personas.analyst).post(
+        reverse("dashboards-api:subscription-list", args=[dashboard.pk]), body, format="json"
+    )
+
+    assert response.status_code == 400
+    assert field in response.json()["fields"], response.json()
+    assert not Subscription.objects.exists()
+
+
+def test_viewers_cannot_see_or_make_subscriptions(personas, dashboard, subscription):
+    api = bearer(personas.viewer)
+
+    assert api.get(reverse("dashboards-api:subscription-list", args=[dashboard.pk])).status_code == 403
+    assert (
+        api.post(
+            reverse("dashboards-api:subscription-list", args=[dashboard.pk]),
+            {"cron": "0 8 * * *", "recipients": [personas.viewer.email]},
+            format="json",
+        ).status_code
+        == 403
+    )
+
+
+def test_only_its_maker_or_an_admin_deletes_a_subscription(personas, dashboard, subscription):
+    path = reverse("dashboards-api:subscription-detail", args=[dashboard.pk, subscription.pk])
+    colleague = User.objects.create_user("colleague@acme.test", org=personas.org, role="analyst")
+
+    refused = bearer(colleague).delete(path)
+    assert refused.status_code == 403 and Subscription.objects.filter(pk=subscription.pk).exists()
+    assert bearer(personas.admin).delete(path).status_code == 204
+    assert not Subscription.objects.filter(pk=subscription.pk).exists()
+    assert bearer(personas.analyst).get(path).status_code == 404
+
+
+def test_a_subscription_of_another_dashboard_is_not_found_through_this_one(personas, dashboard, subscription):
+    other = Dashboard.objects.create(org=personas.org, owner=personas.analyst, title="Other")
+
+    response = bearer(personas.analyst).get(
+        reverse("dashboards-api:subscription-detail", args=[other.pk, subscription.pk])
+    )
+
+    assert response.status_code == 404

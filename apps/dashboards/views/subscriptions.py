@@ -48,7 +48,7 @@ def subscription_delete(request: AuthenticatedRequest, pk: int, subscription_pk:
         subscription = selectors.subscription_get(dashboard=dashboard, pk=subscription_pk)
     except Subscription.DoesNotExist:
         raise Http404("No such subscription.")
-    if subscription.created_by_id != request.user.pk and not request.user.is_org_admin:
+    if not selectors.can_delete_subscription(user=request.user, subscription=subscription):
         raise PermissionDenied("Only whoever made this subscription, or an admin, can delete it.")
     subscription_services.subscription_delete(subscription=subscription, user=request.user)
     messages.success(request, "Subscription deleted.")
