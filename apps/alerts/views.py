@@ -23,7 +23,7 @@ from apps.alerts.forms import AlertForm, MuteForm
 from apps.alerts.models import Alert, AlertEvent, EventState
 from apps.alerts.services import alerts as alert_services
 from apps.alerts.services.charts import chart_point, series_chart, sparkline_path
-from apps.alerts.services.evaluation import event_chart
+from apps.alerts.services.evaluation import event_history_chart
 from apps.alerts.services.investigate import investigation_start
 from apps.alerts.services.notify import notification_mark_read
 from apps.alerts.services.preview import alert_preview
@@ -143,7 +143,7 @@ def _history_chart(alert: Alert) -> tuple[str, dict | None]:
     """A series metric: its latest series, banded; a lone number: its value at each check."""
     latest = alert.events.exclude(points=[]).exclude(value=None).first()
     if latest is not None and len(latest.rows) > 1:
-        return "Latest series", event_chart(latest)
+        return "Latest series", event_history_chart(latest)
     history = list(alert.events.exclude(value=None).order_by("-scheduled_for")[:500])[::-1]
     points = [
         chart_point(

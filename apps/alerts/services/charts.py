@@ -4,8 +4,13 @@ One spec serves the pages (drawn by vega-embed), the e-mails (rendered to PNG on
 the "Test now" preview. Data is always ours, inline.
 """
 
+import math
+from datetime import datetime
 from typing import Any
 
+from apps.alerts.detectors import AnomalyConfig, alert_times
+from apps.alerts.detectors.anomaly import _orient, _prepare
+from apps.alerts.detectors.decomposition import analyse, to_units
 from apps.chat.services.charts import VEGA_LITE_SCHEMA
 
 MAX_POINTS = 1000
@@ -13,6 +18,28 @@ MAX_POINTS = 1000
 
 def chart_point(t: str, value: float | None, *, low=None, high=None, fired: bool = False) -> dict[str, Any]:
     return {"t": t, "value": value, "low": low, "high": high, "fired": fired}
+
+
+def anomaly_points(
+    values: list[float | None], timestamps: list[datetime], config: AnomalyConfig, *, would_fire: bool
+) -> list[dict[str, Any]]:
+    """Each value with the band the anomaly condition calls normal at that point, judged on the
+    history before it; with `would_fire`, the points where it would have notified marked fired."""
+    y, times, _ = _prepare(values, timestamps)
+    stamps = [t for t, v in zip(timestamps, values, strict=True) if v is not None]
+    analysis = analyse(y, times, min_history=config.min_history)
+    spreads = config.threshold * analysis.scale
+    scores = _orient(analysis.z, config.direction).tolist()
+    fired = set(alert_times(scores, stamps, config)) if would_fire else set()
+    points = []
+    for i, (stamp, value) in enumerate(zip(stamps, y, strict=True)):
+        centre, spread = analysis.expected[i], spreads[i]
+        low = high = None
+        if math.isfinite(centre) and math.isfinite(spread):
+            logged = bool(analysis.logged[i])
+            low, high = to_units(centre - spread, logged), to_units(centre + spread, logged)
+        points.append(chart_point(stamp.isoformat(), float(value), low=low, high=high, fired=i in fired))
+    return points
 
 
 def series_chart(points: list[dict[str, Any]], *, metric: str, height: int = 220) -> dict[str, Any]:

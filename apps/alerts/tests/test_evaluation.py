@@ -7,7 +7,7 @@ from django.core import mail
 
 from apps.alerts.models import Alert, AlertDelivery, AlertEvent, AlertState, EventState, Notification
 from apps.alerts.services.delivery import delivery_send
-from apps.alerts.services.evaluation import EvaluationRetry, alert_evaluate
+from apps.alerts.services.evaluation import EvaluationRetry, alert_evaluate, event_history_chart
 from apps.alerts.tests.factories import DAILY_SERIES_SQL, AlertFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,20 +100,48 @@ def test_a_muted_alert_is_evaluated_but_tells_nobody(alert):
     assert Notification.objects.count() == 0 and AlertDelivery.objects.count() == 0
 
 
-def test_a_series_is_judged_by_its_last_point_against_its_own_history(personas, warehouse):
+def _dipping_series_judged(personas, warehouse, condition_kind: str, condition_config: dict) -> AlertEvent:
+    """60 days of a weekly pattern around 100 whose last day is 20, judged by the condition."""
     alert = AlertFactory(
         owner=personas.analyst,
         connection=warehouse,
         sql=DAILY_SERIES_SQL.format(last=20),
-        condition_kind="anomaly",
-        condition_config={"sensitivity": "medium"},
+        condition_kind=condition_kind,
+        condition_config=condition_config,
     )
-    event = alert_evaluate(alert_id=alert.pk, scheduled_for=_slot(0))
+    return alert_evaluate(alert_id=alert.pk, scheduled_for=_slot(0))
+
+
+def test_a_series_is_judged_by_its_last_point_against_its_own_history(personas, warehouse):
+    event = _dipping_series_judged(personas, warehouse, "anomaly", {"sensitivity": "medium"})
     assert event.state == EventState.TRIGGERED
     assert event.value == 20
     assert event.band_low is not None and event.band_low > 20
     assert "below" in event.message
     assert len(event.points) == 60
+
+
+def test_an_anomaly_events_chart_bands_the_whole_history_and_marks_only_its_own_verdict(personas, warehouse):
+    event = _dipping_series_judged(personas, warehouse, "anomaly", {"sensitivity": "medium"})
+
+    points = event_history_chart(event)["data"]["values"]
+
+    assert [p["value"] for p in points] == [v for _t, v in event.points]
+    banded = [p for p in points if p["low"] is not None]
+    assert len(banded) > 40  # every point once the history is long enough to judge it
+    assert all(p["low"] <= p["value"] <= p["high"] for p in banded[:-1])  # an ordinary week
+    judged = points[-1]
+    assert (judged["low"], judged["high"], judged["fired"]) == (event.band_low, event.band_high, True)
+    assert sum(p["fired"] for p in points) == 1
+
+
+def test_a_threshold_events_chart_bands_only_the_judged_point(personas, warehouse):
+    event = _dipping_series_judged(personas, warehouse, "threshold", {"threshold": 50, "direction": "below"})
+
+    points = event_history_chart(event)["data"]["values"]
+
+    assert len(points) == 60 and points[-1]["fired"]
+    assert [p for p in points[:-1] if p["low"] is not None or p["fired"]] == []
 
 
 def test_a_lone_number_is_judged_against_the_alerts_earlier_values(personas, warehouse):
