@@ -21,13 +21,23 @@ from datamind.celery import app as celery_app
 
 logger = structlog.get_logger(__name__)
 
-# A probe must answer well within the load balancer's own timeout.
+# A probe must answer well within the load balancer's own timeout (deploy/Dockerfile: 5 s).
 _BROKER_TIMEOUT_SECONDS = 2
+DATABASE_TIMEOUT_SECONDS = 2
 
 
 def _check_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    pool = getattr(connection, "pool", None)  # web processes have a pool (settings)
+    if pool is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return
+    # Not through Django's connection, which waits the pool's own timeout for a connection
+    # (DATABASE_POOL_TIMEOUT, 10 s by default): while the database is away, the probe would time
+    # out before it could say so.
+    pool.open()  # as Django does before its first connection; a no-op once open
+    with pool.connection(timeout=DATABASE_TIMEOUT_SECONDS) as conn:
+        conn.execute("SELECT 1")
 
 
 def _check_cache() -> None:

@@ -17,6 +17,7 @@ from datamind.lib.exceptions import database_unavailable
 from datamind.lib.testing import PRODUCTION_WEB, TcpProxy, subprocess_environment, wait_for
 
 POOL_TIMEOUT_S = float(PRODUCTION_WEB["DATABASE_POOL_TIMEOUT"])
+DOCKER_HEALTHCHECK_TIMEOUT_S = 5  # deploy/Dockerfile's HEALTHCHECK --timeout
 
 
 def _session_cookie(user) -> dict[str, str]:
@@ -85,6 +86,27 @@ def test_postgres_going_away_gives_clean_503s_and_the_same_web_process_recovers(
     )
     assert _get_all(http, f"{url}/api/v1/connections/", 8) == {200}
     assert requests.get(f"{url}/health/", timeout=10).status_code == 200
+
+
+def test_the_health_probe_says_postgres_is_away_within_its_own_timeout(asgi_servers, postgres_proxy):
+    database_url = postgres_proxy.url(subprocess_environment()["DATABASE_URL"])
+    # A pool timeout far longer than the probe may take.
+    url = asgi_servers.start(**{**PRODUCTION_WEB, "DATABASE_POOL_TIMEOUT": "30"}, DATABASE_URL=database_url)
+    assert requests.get(f"{url}/health/", timeout=30).status_code == 200
+
+    postgres_proxy.cut()
+    started = time.monotonic()
+    health = requests.get(f"{url}/health/", timeout=30)
+
+    assert time.monotonic() - started < DOCKER_HEALTHCHECK_TIMEOUT_S
+    assert health.status_code == 503
+    assert health.json()["components"]["database"]["status"] == "error"
+    postgres_proxy.restore()
+    wait_for(
+        lambda: requests.get(f"{url}/health/", timeout=30).status_code == 200,
+        timeout=20,
+        message="the probe did not see Postgres come back",
+    )
 
 
 @pytest.mark.parametrize(
