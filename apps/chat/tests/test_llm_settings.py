@@ -1,6 +1,7 @@
 """Which language model an organisation uses, and the admins' page that chooses it."""
 
 import json
+import re
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -263,6 +264,15 @@ def test_the_page_says_the_built_in_engine_is_in_use_when_nothing_is_configured(
     assert response.status_code == 200
     assert "built-in offline engine" in response.text
     assert "no key is configured" in response.text
+
+
+def test_the_page_is_shown_as_part_of_settings_in_the_navigation(client, personas):
+    client.force_login(personas.admin)
+
+    response = client.get(reverse(PAGE))
+
+    current = re.findall(r'aria-current="page">([^<]+)</a>', response.text)
+    assert "Settings" in current and "Chat" not in current
 
 
 def test_the_page_says_when_the_servers_configuration_chose_the_provider(client, personas, settings):
