@@ -79,9 +79,15 @@ class NewChatForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "e.g. total revenue by month in 2026"}),
     )
 
-    def __init__(self, *args, org, **kwargs) -> None:
+    def __init__(self, *args, org, connections: list[Connection] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = Connection.objects.filter(org=org).order_by("name")
+        field = self.fields["connection"]
+        field.queryset = Connection.objects.filter(org=org).order_by("name")
+        if connections is not None:
+            # Drawn from the connections the page already has: the queryset's own choices would
+            # query twice more (once for the select's required attribute, once for its options).
+            # A submitted choice is still checked against the queryset.
+            field.choices = [(connection.pk, connection.name) for connection in connections]
 
 
 class RenameForm(forms.Form):

@@ -22,7 +22,7 @@ from apps.chat.services import sessions as session_services
 from apps.chat.services.fragments import notice_fragment
 from apps.chat.services.pipeline import answer_question
 from apps.connections.models import Connection
-from apps.connections.selectors import catalogue_snapshot, connection_list
+from apps.connections.selectors import catalogue_snapshot, connection_choices
 from datamind.lib.htmx import render_page_or_partial
 from datamind.lib.permissions import role_required
 from datamind.lib.types import AuthenticatedRequest
@@ -39,13 +39,13 @@ INVALID = 422
 @login_required
 def index(request: AuthenticatedRequest) -> HttpResponse:
     org = request.user.org
-    connections = list(connection_list(org=org))
+    connections = list(connection_choices(org=org))
     search = request.GET.get("search", "").strip()
     context = {
         "sessions": session_list(org=org, user=request.user, search=search)[:SIDEBAR_SESSIONS],
         "search": search,
         "connections": connections,
-        "form": NewChatForm(org=org),
+        "form": NewChatForm(org=org, connections=connections),
         "provider": provider_services.provider_description(org),
         "suggestions": _suggestions([c for c in connections if c.catalogue_version][:1]),
     }

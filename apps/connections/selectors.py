@@ -14,6 +14,12 @@ def connection_list(*, org: Organization) -> QuerySet[Connection]:
     )
 
 
+def connection_choices(*, org: Organization) -> QuerySet[Connection]:
+    """The org's connections to choose from, by name (without the list page's table counts, a
+    join over the whole catalogue)."""
+    return Connection.objects.filter(org=org).order_by("name")
+
+
 def connection_get(*, org: Organization, pk: int) -> Connection:
     """One connection of the org; another org's connection is simply not found (404)."""
     return Connection.objects.select_related("org", "created_by").get(org=org, pk=pk)

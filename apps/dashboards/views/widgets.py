@@ -12,7 +12,7 @@ from django.views.decorators.vary import vary_on_headers
 from apps.accounts.models import Role
 from apps.connections.engines.base import EngineError
 from apps.connections.safety import UnsafeSQLError, validate_readonly
-from apps.connections.selectors import connection_list
+from apps.connections.selectors import connection_choices
 from apps.dashboards import selectors
 from apps.dashboards.forms import LayoutForm, WidgetForm
 from apps.dashboards.models import WidgetKind
@@ -85,7 +85,7 @@ def widget_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         request.POST or None,
         initial=WidgetForm.initial_for(widget),
         filter_fields=widget.dashboard.filter_fields,
-        connections=connection_list(org=request.user.org),
+        connections=connection_choices(org=request.user.org),
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -128,7 +128,7 @@ def widget_preview(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     form = WidgetForm(
         request.POST,
         filter_fields=widget.dashboard.filter_fields,
-        connections=connection_list(org=request.user.org),
+        connections=connection_choices(org=request.user.org),
     )
     if not form.is_valid():
         data = WidgetData(widget=widget, error="Fill in the form's required fields first.")
