@@ -429,6 +429,9 @@ def bench_context_time(sizes: Sizes) -> list[Line]:
 FIRST_TOKEN_GOAL_MS = 50.0
 CONCURRENT_GOAL_MS = 250.0
 CONCURRENT_CHATS = 50
+PRODUCTION_WORKERS = 4  # uvicorn worker processes per web replica, as deploy/ runs them
+# Production settings, as deploy/ runs them, but plain HTTP on loopback (nginx does TLS there).
+PRODUCTION_MODE = {"DEBUG": "false", "SECURE_SSL_REDIRECT": "false", "SESSION_COOKIE_SECURE": "false"}
 READING_SECONDS = (2.0, 8.0)
 SQL_CHUNKS = 20
 ANALYSIS_CHUNKS = 10
@@ -602,13 +605,15 @@ def world_create(chats: int) -> list[Chat]:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.core.management import call_command
 
-    from apps.accounts.models import Organization, Role, User
+    from apps.accounts.models import Organization, Plan, Role, User
     from apps.chat.models import ChatSession
     from apps.connections.models import Connection, Engine
     from apps.connections.services.catalogue import catalogue_refresh
 
     call_command("migrate", interactive=False, verbosity=0)
-    org = Organization.objects.create(name="Bench", slug="bench")
+    # The largest plan: the free plan's monthly tokens run out within one full run, after which
+    # every answer is the budget's refusal.
+    org = Organization.objects.create(name="Bench", slug="bench", plan=Plan.ENTERPRISE)
     admin = User.objects.create_user("admin@bench.test", org=org, role=Role.ADMIN)
     warehouse_write(settings.CONNECTIONS_FILE_ROOT)
     connection = Connection.objects.create(
@@ -694,25 +699,25 @@ def scratch_world(tmp: Path, chats: int, pool: int) -> Iterator[tuple[dict[str, 
 
 
 @contextlib.contextmanager
-def daphne_running(environment: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
-    """One daphne process serving DataMind on a free port, healthy; stopped on the way out.
-    Yields its port and process id."""
+def server_running(environment: dict[str, str], log: Path, workers: int = 0) -> Iterator[tuple[int, int]]:
+    """DataMind on a free port, healthy: one daphne process (`workers=0`, as `make run` serves it)
+    or uvicorn with `workers` worker processes (as deploy/ serves it); stopped on the way out.
+    Yields its port and the (main) process id."""
     port = free_port()
     (log.parent / "bench_chat_settings.py").write_text(DAPHNE_SETTINGS)
     # The fake must be the only model reachable: no key or provider choice of the caller's leaks in.
     inherited = {
         k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_", "LLM_PROVIDER"))
     }
+    if workers:
+        command = [sys.executable, "-m", "uvicorn", "datamind.asgi:application", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--no-access-log"]  # fmt: skip
+    else:
+        command = [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                   "datamind.asgi:application"]  # fmt: skip
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "datamind.asgi:application",
-            ],
+            command,
             cwd=ROOT,
             env={
                 **inherited,
@@ -728,7 +733,7 @@ def daphne_running(environment: dict[str, str], log: Path) -> Iterator[tuple[int
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                raise RuntimeError(f"daphne did not become healthy: {tail[0][:120]}")
+                raise RuntimeError(f"{Path(command[0]).name} did not become healthy: {tail[0][:120]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2) as response:
                     if response.status == 200:
@@ -804,6 +809,15 @@ async def sdk_first_chunk(url: str, clock: FakeClock, count: int, *, reuse: bool
 
 
 @dataclass
+class Conversing:
+    """Chats in use: what they asked, the questions a second that made, the machine's busy share."""
+
+    asked: list[Asked]
+    per_second: float
+    machine_busy: float | None
+
+
+@dataclass
 class StreamingRun:
     sdk_new: list[float]
     sdk_reused: list[float]
@@ -812,9 +826,7 @@ class StreamingRun:
     concurrent: list[Asked]
     connect_ms: float
     cpu_ms: tuple[float | None, float | None]
-    conversing: list[Asked]
-    conversing_per_second: float
-    machine_busy: float | None
+    conversing: Conversing
 
 
 def cpu_per_answer_ms(pid: int, before: float | None, answers: int) -> float | None:
@@ -841,31 +853,52 @@ async def streaming_run(
     started = time.perf_counter()
     sockets = await asyncio.gather(*(chat_connect(port, chat) for chat in others))
     connect_ms = (time.perf_counter() - started) * 1000
-    concurrent: list[Asked] = []
     cpu = cpu_seconds(pid)
     try:
-        for round_ in range(sizes.concurrent_rounds):
-            start = asyncio.Event()
-            asking = [
-                asyncio.create_task(ask(s, f"total sales by region (chat {n}, round {round_})", start))
-                for n, s in enumerate(sockets)
-            ]
-            await asyncio.sleep(0.1)
-            start.set()
-            concurrent += await asyncio.gather(*asking)
-            await asyncio.sleep(0.5)
+        concurrent = await at_once_run(sockets, sizes.concurrent_rounds)
         cpu_ms = (sequential_cpu, cpu_per_answer_ms(pid, cpu, len(concurrent)))
         conversing, elapsed, busy = await conversing_run(sockets, sizes.conversing_seconds)
     finally:
         await asyncio.gather(*(s.close() for s in sockets))
     return StreamingRun(
         sdk_new, sdk_reused, cold, sequential, concurrent, connect_ms, cpu_ms,
-        conversing, len(conversing) / elapsed, busy,
+        Conversing(conversing, len(conversing) / elapsed, busy),
     )  # fmt: skip
 
 
+async def production_run(port: int, chats: list[Chat], sizes: Sizes) -> tuple[list[Asked], Conversing]:
+    """The chats at once, then in use, against the production layout: their sockets spread over
+    uvicorn's worker processes as the kernel hands out the connections."""
+    sockets = await asyncio.gather(*(chat_connect(port, chat) for chat in chats))
+    try:
+        # Each worker's first question builds its model client: not what a warm process adds.
+        await asyncio.gather(*(ask(ws, f"sales by region (warm-up {n})") for n, ws in enumerate(sockets)))
+        label = "production, "
+        concurrent = await at_once_run(sockets, sizes.concurrent_rounds, label)
+        conversing, elapsed, busy = await conversing_run(sockets, sizes.conversing_seconds, label)
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets))
+    return concurrent, Conversing(conversing, len(conversing) / elapsed, busy)
+
+
+async def at_once_run(sockets: list[ClientConnection], rounds: int, label: str = "") -> list[Asked]:
+    """Every chat sends its question at the same moment, `rounds` times, half a second apart."""
+    asked: list[Asked] = []
+    for round_ in range(rounds):
+        start = asyncio.Event()
+        asking = [
+            asyncio.create_task(ask(s, f"total sales by region ({label}chat {n}, round {round_})", start))
+            for n, s in enumerate(sockets)
+        ]
+        await asyncio.sleep(0.1)
+        start.set()
+        asked += await asyncio.gather(*asking)
+        await asyncio.sleep(0.5)
+    return asked
+
+
 async def conversing_run(
-    sockets: list[ClientConnection], seconds: float
+    sockets: list[ClientConnection], seconds: float, label: str = ""
 ) -> tuple[list[Asked], float, float | None]:
     """The chats in use as people use them: each asks, reads the answer for READING_SECONDS (at
     random), and asks again until `seconds` have passed; the first questions are spread over one
@@ -878,7 +911,7 @@ async def conversing_run(
         await asyncio.sleep(rng.uniform(0, READING_SECONDS[1]))
         turn = 0
         while time.perf_counter() < deadline:
-            asked.append(await ask(ws, f"total sales by region (chat {n}, turn {turn})"))
+            asked.append(await ask(ws, f"total sales by region ({label}chat {n}, turn {turn})"))
             turn += 1
             await asyncio.sleep(rng.uniform(*READING_SECONDS))
 
@@ -909,9 +942,13 @@ def bench_streaming(sizes: Sizes, pool: int) -> list[Line]:
                 "ANTHROPIC_BASE_URL": fake.url,
                 "ANTHROPIC_API_KEY": DEFAULT_API_KEY,
             }
-            with daphne_running(environment, tmp / "daphne.log") as (port, pid):
+            with server_running(environment, tmp / "daphne.log") as (port, pid):
                 run = asyncio.run(streaming_run(port, pid, fake.url, clock, chats, sizes))
-    return streaming_lines(run, clock)
+            with server_running(
+                {**environment, **PRODUCTION_MODE}, tmp / "uvicorn.log", PRODUCTION_WORKERS
+            ) as (port, _):
+                production = asyncio.run(production_run(port, chats[1:], sizes))
+    return streaming_lines(run, clock) + production_lines(production, clock)
 
 
 def streaming_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
@@ -925,6 +962,7 @@ def streaming_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
     stream_ms = (SQL_CHUNKS + ANALYSIS_CHUNKS) * CHUNK_DELAY_S * 1000
     added_p50 = statistics.median(sequential.added)
     title = f"Streaming via one daphne, {len(run.sequential)} questions in turn"
+    reading = f"{READING_SECONDS[0]:.0f}-{READING_SECONDS[1]:.0f} s"
     count = len(run.concurrent) // CONCURRENT_CHATS
     rounds = f"{count} round{'s' * (count != 1)}"
     lines = [
@@ -972,7 +1010,7 @@ def streaming_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
             f"streams alone {stream_ms:.0f} ms",
         ),
         Line(f"  {CONCURRENT_CHATS} sockets connected and authenticated (all)", ms(run.connect_ms)),
-        *conversing_lines(run, clock),
+        *conversing_lines(f"{CONCURRENT_CHATS} chats in use (answers read {reading})", run.conversing, clock),
         Line(
             "daphne's CPU time per answer: in turn / at once",
             " / ".join("n/a" if cpu is None else ms(cpu) for cpu in run.cpu_ms),
@@ -1008,19 +1046,34 @@ def first_token_lines(title: str, latencies: Latencies) -> list[Line]:
     ]
 
 
-def conversing_lines(run: StreamingRun, clock: FakeClock) -> list[Line]:
-    conversing = Latencies.of(run.conversing, clock)
+def conversing_lines(title: str, run: Conversing, clock: FakeClock) -> list[Line]:
+    conversing = Latencies.of(run.asked, clock)
     if not conversing.added:
-        return [Line("chats in use: no complete answers", f"{conversing.incomplete} failed")]
-    reading = f"{READING_SECONDS[0]:.0f}-{READING_SECONDS[1]:.0f} s"
+        return [Line(f"{title}: no complete answers", f"{conversing.incomplete} failed")]
     busy = "n/a" if run.machine_busy is None else f"{run.machine_busy:.0%}"
     return [
-        *first_token_lines(f"{CONCURRENT_CHATS} chats in use (answers read {reading})", conversing),
+        *first_token_lines(title, conversing),
         Line(
             "  questions, questions/s, machine busy (all cores)",
-            f"{len(run.conversing)}, {run.conversing_per_second:.1f}, {busy}",
+            f"{len(run.asked)}, {run.per_second:.1f}, {busy}",
         ),
     ]
+
+
+def production_lines(production: tuple[list[Asked], Conversing], clock: FakeClock) -> list[Line]:
+    """The same chats against the production layout (information: the goals name one daphne)."""
+    concurrent, conversing = Latencies.of(production[0], clock), production[1]
+    layout = f"uvicorn, {PRODUCTION_WORKERS} workers"
+    if not concurrent.added:
+        return [Line(f"{layout}: no complete answers", f"{concurrent.incomplete} failed")]
+    lines = [
+        *first_token_lines(f"{CONCURRENT_CHATS} chats asking at once, {layout}", concurrent),
+        Line("    of which send to request at the model p95", ms(percentile(concurrent.to_request, 0.95))),
+        *conversing_lines(f"{CONCURRENT_CHATS} chats in use, {layout}", conversing, clock),
+    ]
+    if concurrent.incomplete:
+        lines.append(Line("  answers that did not finish as expected", f"{concurrent.incomplete}"))
+    return lines
 
 
 def main(sizes: Sizes, pool: int) -> None:
