@@ -89,6 +89,7 @@ def setup(personas, tmp_path, settings):
         name="Signups spike",
         sql="SELECT 50 AS value",
         channels=[{"kind": "in_app", "to": "org"}],
+        once_while_watched=True,
     )
     # Beat's dispatch entry ticks every minute when installed; here every second.
     every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import factory
 from django.utils.timezone import now
 
@@ -28,6 +30,14 @@ class AlertFactory(factory.django.DjangoModelFactory):
     timezone = "UTC"
     channels = factory.LazyFunction(lambda: [{"kind": "in_app", "to": "org"}])
     cooldown_minutes = 0
+
+    class Params:
+        # Daily, half a day away: a test watching beat across a minute boundary sees one run, not a
+        # legitimate second one.
+        once_while_watched = factory.Trait(
+            schedule_kind=ScheduleKind.DAILY,
+            at_time=factory.LazyFunction(lambda: (now() + timedelta(hours=12)).time()),
+        )
 
 
 class AlertEventFactory(factory.django.DjangoModelFactory):

@@ -24,10 +24,8 @@ def test_an_alert_due_while_redis_is_down_is_evaluated_once_after_it_returns(
     celery_processes, personas, warehouse, tmp_path, redis_proxy
 ):
     proxy, redis_url = redis_proxy
-    # Every half hour, so that its next slot cannot fall due while the test watches (a minutely
-    # alert evaluated at hh:mm:59 is rightly due again a second later).
     alert = AlertFactory(
-        owner=personas.analyst, connection=warehouse, sql="SELECT 50 AS value", every_minutes=30
+        owner=personas.analyst, connection=warehouse, sql="SELECT 50 AS value", once_while_watched=True
     )
     Alert.objects.filter(pk=alert.pk).update(next_run_at=now() + timedelta(days=1))
     # The installed entry ticks every minute; here every second, so the test need not wait for one.

@@ -28,7 +28,10 @@ def test_beat_dispatches_due_alerts_and_each_is_evaluated_once(
     celery_processes, personas, warehouse, tmp_path
 ):
     alerts = [
-        AlertFactory(owner=personas.analyst, connection=warehouse, sql="SELECT 50 AS value") for _ in range(3)
+        AlertFactory(
+            owner=personas.analyst, connection=warehouse, sql="SELECT 50 AS value", once_while_watched=True
+        )
+        for _ in range(3)
     ]
     Alert.objects.update(next_run_at=now() - timedelta(seconds=1))
     # The installed entry ticks every minute; here every second, so the test need not wait for one.
