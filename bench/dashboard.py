@@ -252,9 +252,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int  # the server's main process: with one worker, the one that answers
+
+
 @contextlib.contextmanager
-def server(environment: dict[str, str], log: Path, workers: int) -> Iterator[str]:
-    """daphne, one process (`make run`), or with `workers` uvicorn and its worker processes (deploy/)."""
+def server(environment: dict[str, str], log: Path, workers: int, root: Path = ROOT) -> Iterator[Served]:
+    """daphne, one process (`make run`), or with `workers` uvicorn and its worker processes (deploy/);
+    the code is `root`'s (bench/ab.py serves another revision's checkout)."""
     port = free_port()
     if workers:
         command = ["uvicorn", "datamind.asgi:application", "--host", "127.0.0.1", "--port", str(port),
@@ -264,7 +271,7 @@ def server(environment: dict[str, str], log: Path, workers: int) -> Iterator[str
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", *command],
-            cwd=ROOT, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT,
+            cwd=root, env={**os.environ, **environment}, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -277,7 +284,7 @@ def server(environment: dict[str, str], log: Path, workers: int) -> Iterator[str
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{command[0]} did not start: {log.read_text()[-500:]}") from None
                 time.sleep(0.2)
-        yield url
+        yield Served(url, process.pid)
     except BaseException:
         errors = [line for line in log.read_text(errors="replace").splitlines() if "Error" in line]
         print("\n".join(dict.fromkeys(errors)) or f"{command[0]} logged no error", file=sys.stderr)
@@ -499,12 +506,12 @@ def main(rounds: int, pool: int, workers: int, steady_seconds: float, browse_sec
         started = time.perf_counter()
         with scratch(tmp, VIEWERS, pool) as (environment, world):
             print(f"world ready in {time.perf_counter() - started:.0f} s: 12 widgets, {VIEWERS} viewers")
-            with server(environment, tmp / "server.log", workers) as base:
-                lines = asyncio.run(bench_http(base, world, rounds, steady_seconds, browse_seconds))
+            with server(environment, tmp / "server.log", workers) as served:
+                lines = asyncio.run(bench_http(served.url, world, rounds, steady_seconds, browse_seconds))
             lines += bench_images(world, max(3, rounds // 4))
-    served = f"uvicorn with {workers} worker processes" if workers else "one daphne process"
+    layout = f"uvicorn with {workers} worker processes" if workers else "one daphne process"
     connections = f"a pool of {pool} Postgres connections per process" if pool else "no connection pool"
-    print(f"\nDashboards: {served}, {connections}, loopback, {os.cpu_count()} CPUs, {rounds} warm rounds\n")
+    print(f"\nDashboards: {layout}, {connections}, loopback, {os.cpu_count()} CPUs, {rounds} warm rounds\n")
     table_print(lines)
 
 
